@@ -1,0 +1,3 @@
+"""emostream: live audience reactions condensed into a low-frequency mood signal."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Aggregate: workers count raw batches into windows and close windows on time."""

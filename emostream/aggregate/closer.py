@@ -1,0 +1,160 @@
+"""Close windows on time, exactly once, with no gaps in seq.
+
+A window ``[start, end)`` of a shard is complete when (1) every live ingest producer has
+flushed past ``end`` (its watermark, written atomically after its batch), and (2) every raw
+entry appended up to that moment has been counted and acknowledged by the group. The closer
+snapshots (last entry id, lowest live watermark) in one transaction each tick and keeps each
+snapshot until the group's progress passes its entry id; then the watermark is safe. This
+holds under continuous load, where something is always in flight, and closes a window within
+one tick of the flush that ends it. A producer silent for ``producer_timeout_ms`` stops
+holding windows open; no window stays open longer than ``close_max_delay_ms`` past its end.
+
+Closing itself is lua/close_window.lua, gated on the event's ``next`` window, so any number of
+workers may run a closer and each window is numbered, stored and published once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from .. import keys
+from ..clock import now_ms
+from ..scripts import Scripts
+from ..settings import Settings
+from ..streams import StreamId, ensure_group, parse_id
+from ..windows import closable_starts, window_start
+
+log = logging.getLogger(__name__)
+
+# Windows one event catches up per tick after an outage.
+CATCH_UP_LIMIT = 100
+SNAPSHOTS_KEPT = 1024
+
+
+def processed_through(groups: list[dict[str, Any]], pending: dict[str, Any]) -> StreamId | None:
+    """The highest entry id such that the group has acknowledged it and everything before."""
+    for group in groups:
+        name = group["name"]
+        if (name.decode() if isinstance(name, bytes) else name) != keys.AGGREGATORS_GROUP:
+            continue
+        delivered = parse_id(group["last-delivered-id"])
+        if not pending.get("pending"):
+            return delivered
+        oldest = parse_id(pending["min"])
+        before_oldest = (oldest[0], oldest[1] - 1) if oldest[1] else (oldest[0] - 1, 2**63)
+        return min(delivered, before_oldest)
+    return None
+
+
+def lowest_live_watermark(
+    watermarks: dict[bytes, bytes], now: int, timeout_ms: int
+) -> tuple[int, list[bytes]]:
+    """(lowest watermark of live producers, or now if none; producers timed out)."""
+    live: list[int] = []
+    dead: list[bytes] = []
+    for producer, value in watermarks.items():
+        watermark = int(value)
+        if now - watermark > timeout_ms:
+            dead.append(producer)
+        else:
+            live.append(watermark)
+    return (min(live) if live else now), dead
+
+
+class WindowCloser:
+    def __init__(self, redis: Redis, settings: Settings, scripts: Scripts) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.scripts = scripts
+        self._snapshots: list[deque[tuple[StreamId, int]]] = [
+            deque(maxlen=SNAPSHOTS_KEPT) for _ in range(settings.shards)
+        ]
+        self._safe_ms = [0] * settings.shards
+        self._closed_through = [0] * settings.shards
+        self.closed = 0
+
+    async def safe_watermark(self, shard: int, now: int) -> int:
+        """Windows of this shard ending at or before the returned ms are complete."""
+        raw = keys.raw_stream(shard)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(keys.producers(shard))
+        pipe.xinfo_stream(raw)
+        pipe.xinfo_groups(raw)
+        pipe.xpending(raw, keys.AGGREGATORS_GROUP)
+        try:
+            watermarks, stream, groups, pending = await pipe.execute()
+        except ResponseError as exc:
+            # The stream or group vanished (a Redis restart without persistence).
+            log.warning("shard %d progress unreadable (%s); recreating the group", shard, exc)
+            await ensure_group(self.redis, raw, keys.AGGREGATORS_GROUP)
+            return self._safe_ms[shard]
+        lowest, dead = lowest_live_watermark(watermarks, now, self.settings.producer_timeout_ms)
+        if dead:
+            await self.redis.hdel(keys.producers(shard), *dead)
+            log.warning("producers %s timed out on shard %d", dead, shard)
+        snapshots = self._snapshots[shard]
+        snapshots.append((parse_id(stream["last-generated-id"]), lowest))
+        through = processed_through(groups, pending)
+        if through is not None:
+            while snapshots and snapshots[0][0] <= through:
+                self._safe_ms[shard] = max(self._safe_ms[shard], snapshots.popleft()[1])
+        return self._safe_ms[shard]
+
+    async def tick(self) -> int:
+        """Close every complete window of every shard; returns windows closed."""
+        now = now_ms()
+        closed = 0
+        window_ms = self.settings.window_ms
+        for shard in range(self.settings.shards):
+            safe = max(
+                await self.safe_watermark(shard, now), now - self.settings.close_max_delay_ms
+            )
+            boundary = window_start(safe, window_ms)
+            # Only a new window boundary can make a window closable: one pass per window.
+            if boundary <= self._closed_through[shard]:
+                continue
+            events: Any = await self.redis.zrange(keys.active_events(shard), 0, -1)
+            caught_up = True
+            for event in events:
+                count = await self.close_event(shard, event.decode(), safe)
+                closed += count
+                caught_up = caught_up and count < CATCH_UP_LIMIT
+            if caught_up:
+                self._closed_through[shard] = boundary
+        self.closed += closed
+        return closed
+
+    async def close_event(self, shard: int, event_id: str, safe_ms: int) -> int:
+        window_ms = self.settings.window_ms
+        next_start = await self.redis.hget(keys.event_state(shard, event_id), "next")
+        if next_start is None:
+            return 0
+        closed = 0
+        for start in closable_starts(int(next_start), safe_ms, window_ms, CATCH_UP_LIMIT):
+            seq = await self.scripts.close_window(
+                keys=[
+                    keys.event_state(shard, event_id),
+                    keys.window_counts(shard, event_id, start),
+                    keys.window_users(shard, event_id, start),
+                    keys.window_total(shard, event_id, start),
+                    keys.window_history(shard, event_id),
+                    keys.active_events(shard),
+                ],
+                args=[
+                    start,
+                    start + window_ms,
+                    self.settings.history_max,
+                    keys.WINDOWS_CHANNEL,
+                    event_id,
+                    int(self.settings.event_idle_s * 1000),
+                ],
+            )
+            if not seq:
+                break  # another worker closed it first
+            closed += 1
+        return closed

@@ -1,0 +1,283 @@
+"""The aggregating worker: a consumer in the group of every raw shard.
+
+Reads packed batches (XREADGROUP), counts each batch per event and window in Python at C
+speed (see batch.tally_batch), then applies the counts and XACKs the entry in one Lua call.
+Entries left pending by a dead consumer are claimed (XAUTOCLAIM) after ``claim_idle_ms``. The
+same process also runs the window closer and a heartbeat with a TTL. ``drain()`` is the burst
+mode: process what is there and return, for deterministic tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from .. import keys
+from ..batch import PAYLOAD_FIELD, Batch, BatchError, WindowTally, tally_batch, unpack_batch
+from ..clock import now_ms
+from ..rules import AggregationRule, EmojiSwarmRule
+from ..scripts import Scripts
+from ..settings import Settings
+from ..streams import ensure_group
+from .closer import WindowCloser
+
+log = logging.getLogger(__name__)
+
+# Open-window keys and batch markers expire after this, so nothing lingers if an event is
+# abandoned mid-window; far longer than any window stays open.
+KEY_TTL_S = 3600
+RETRY_PAUSE_S = 0.5
+
+Entry = tuple[int, bytes, dict[bytes, bytes] | None]
+
+
+def apply_call(
+    shard: int, entry_id: bytes, batch: Batch, tallies: Sequence[WindowTally]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of lua/apply_batch.lua for one batch."""
+    call_keys = [
+        keys.raw_stream(shard),
+        keys.active_events(shard),
+        keys.batch_marker(shard, batch.batch_id),
+    ]
+    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, KEY_TTL_S, len(tallies)]
+    for tally in tallies:
+        event, start = tally.event_id, tally.window_start_ms
+        call_keys += [
+            keys.event_state(shard, event),
+            keys.window_counts(shard, event, start),
+            keys.window_users(shard, event, start),
+            keys.window_total(shard, event, start),
+        ]
+        args += [event, start, tally.total, len(tally.counts)]
+        for choice, count in tally.counts.items():
+            args += [choice, count]
+        args.append(len(tally.users))
+        args.extend(tally.users)
+    return call_keys, args
+
+
+class Worker:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        rule: AggregationRule | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.rule = rule or EmojiSwarmRule(settings.top_n, settings.scale)
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self.scripts = Scripts.register(redis)
+        self.closer = WindowCloser(redis, settings, self.scripts)
+        self._streams = [keys.raw_stream(shard) for shard in range(settings.shards)]
+        self._shard_of_stream = {name.encode(): shard for shard, name in enumerate(self._streams)}
+        self.batches = 0
+        self.reactions = 0
+        self.late = 0
+        self.dead = 0
+
+    async def ensure_groups(self) -> None:
+        for stream in self._streams:
+            await ensure_group(self.redis, stream, keys.AGGREGATORS_GROUP)
+
+    async def read_new(self, block_ms: int | None) -> int:
+        """One XREADGROUP over every shard; returns entries processed."""
+        try:
+            response: Any = await self.redis.xreadgroup(
+                keys.AGGREGATORS_GROUP,
+                self.worker_id,
+                {stream: ">" for stream in self._streams},
+                count=self.settings.read_count,
+                block=block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_groups()
+            return 0
+        entries: list[Entry] = []
+        for stream, items in response or []:
+            shard = self._shard_of_stream[stream if isinstance(stream, bytes) else stream.encode()]
+            entries.extend((shard, entry_id, fields) for entry_id, fields in items)
+        await self.process(entries)
+        return len(entries)
+
+    async def claim_idle(self, min_idle_ms: int | None = None) -> int:
+        """Take over entries another consumer left pending too long, and process them."""
+        idle = self.settings.claim_idle_ms if min_idle_ms is None else min_idle_ms
+        claimed = 0
+        for shard, stream in enumerate(self._streams):
+            start: bytes | str = "0-0"
+            while True:
+                response: Any = await self.redis.xautoclaim(
+                    stream,
+                    keys.AGGREGATORS_GROUP,
+                    self.worker_id,
+                    idle,
+                    start,
+                    count=self.settings.read_count,
+                )
+                start, items = response[0], response[1]
+                entries: list[Entry] = [(shard, entry_id, fields) for entry_id, fields in items]
+                await self.process(entries)
+                claimed += len(entries)
+                if start in (b"0-0", "0-0") or not items:
+                    break
+        return claimed
+
+    async def process(self, entries: Sequence[Entry]) -> None:
+        """Count and acknowledge entries in one pipelined round trip."""
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        sizes: list[int] = []
+        for shard, entry_id, fields in entries:
+            try:
+                if fields is None:
+                    raise BatchError("entry was trimmed from the stream before it was read")
+                batch = unpack_batch(fields[PAYLOAD_FIELD] if PAYLOAD_FIELD in fields else b"")
+                tallies = tally_batch(batch, self.settings.window_ms, self.rule)
+            except BatchError as exc:
+                self._dead_letter(pipe, shard, entry_id, fields, str(exc))
+                sizes.append(-1)
+                continue
+            call_keys, args = apply_call(shard, entry_id, batch, tallies)
+            await self.scripts.apply_batch(keys=call_keys, args=args, client=pipe)
+            sizes.append(batch.size)
+        results = await pipe.execute()
+        cursor = 0
+        for size in sizes:
+            if size < 0:
+                self.dead += 1
+                cursor += 2
+                continue
+            applied, late = results[cursor]
+            cursor += 1
+            if applied:
+                self.batches += 1
+                self.reactions += size
+                self.late += late
+                if late:
+                    log.warning("%d reactions arrived after their window closed", late)
+
+    def _dead_letter(
+        self,
+        pipe: Any,
+        shard: int,
+        entry_id: bytes,
+        fields: dict[bytes, bytes] | None,
+        reason: str,
+    ) -> None:
+        log.error("dead-lettering raw entry %s of shard %d: %s", entry_id, shard, reason)
+        pipe.xadd(
+            keys.dead_letters(shard),
+            {
+                "entry": entry_id,
+                "reason": reason,
+                "payload": (fields or {}).get(PAYLOAD_FIELD, b""),
+            },
+            maxlen=10_000,
+            approximate=True,
+        )
+        pipe.xack(keys.raw_stream(shard), keys.AGGREGATORS_GROUP, entry_id)
+
+    async def drain(self) -> int:
+        """Burst mode: claim what is idle, read everything there, return entries processed."""
+        await self.ensure_groups()
+        processed = await self.claim_idle()
+        while True:
+            count = await self.read_new(block_ms=None)
+            processed += count
+            if count == 0:
+                return processed
+
+    async def heartbeat(self) -> None:
+        info = {
+            "worker": self.worker_id,
+            "at_ms": now_ms(),
+            "batches": self.batches,
+            "reactions": self.reactions,
+            "late": self.late,
+            "dead": self.dead,
+        }
+        await self.redis.set(
+            keys.worker_heartbeat(self.worker_id),
+            json.dumps(info),
+            px=self.settings.worker_heartbeat_ttl_ms,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, claim, close windows and beat until ``stop`` is set."""
+        await _retry_until(stop, self.ensure_groups)
+        block_ms = self.settings.read_block_ms
+
+        async def consume() -> None:
+            await self.read_new(block_ms)
+
+        async def claim() -> None:
+            await self.claim_idle()
+            await _sleep_unless(stop, self.settings.claim_idle_ms / 2000)
+
+        async def close() -> None:
+            await self.closer.tick()
+            await _sleep_unless(stop, self.settings.close_tick_ms / 1000)
+
+        async def beat() -> None:
+            await self.heartbeat()
+            await _sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
+
+        loops = [
+            asyncio.create_task(_forever(stop, step)) for step in (consume, claim, close, beat)
+        ]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        try:
+            await self.redis.delete(keys.worker_heartbeat(self.worker_id))
+        except (RedisError, OSError):
+            pass
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+async def _forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` until stopped; Redis faults pause and retry instead of killing the role."""
+    while not stop.is_set():
+        try:
+            await step()
+        except (RedisError, OSError) as exc:
+            log.warning("%s: %s; retrying", step.__name__, exc)
+            await _sleep_unless(stop, RETRY_PAUSE_S)
+
+
+async def _retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
+    while not stop.is_set():
+        try:
+            await action()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("waiting for Redis: %s", exc)
+            await _sleep_unless(stop, RETRY_PAUSE_S)

@@ -1,0 +1,97 @@
+"""The `emostream` command: up | ingest | worker | delivery | simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from . import roles
+from .errors import EmostreamError
+from .settings import Settings
+from .simulate import DEFAULT_MIX, parse_mix, print_report, simulate
+
+Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
+RUNNERS: dict[str, Runner] = {
+    "up": roles.run_up,
+    "ingest": roles.run_ingest,
+    "worker": roles.run_worker,
+    "delivery": roles.run_delivery,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emostream", description="Live audience reactions over Redis Streams."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    descriptions = {
+        "up": "ingest, worker and delivery on one port (a private Redis if no EMOSTREAM_REDIS_URL)",
+        "ingest": "the ingest role: POST reactions, buffered and flushed to Redis",
+        "worker": "the worker role: windowed counts, closes and publishes windows",
+        "delivery": "the delivery role: SSE swarm stream and window history",
+    }
+    for name, text in descriptions.items():
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("--redis-url", help="overrides EMOSTREAM_REDIS_URL")
+        if name != "worker":
+            command.add_argument("--host", help="bind address (default 127.0.0.1)")
+            command.add_argument("--port", type=int, help="port (default 8000)")
+    sim = commands.add_parser("simulate", help="post generated reactions to a running system")
+    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--event", default="live")
+    sim.add_argument("--users", type=int, default=50)
+    sim.add_argument("--rate", type=float, default=200.0, help="reactions per second")
+    sim.add_argument("--duration", type=float, default=10.0, help="seconds")
+    sim.add_argument("--batch", type=int, default=1, help="reactions per POST")
+    sim.add_argument("--emojis", default=DEFAULT_MIX, help="emoji:weight,... (the mix)")
+    sim.add_argument("--seed", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "simulate":
+        report = asyncio.run(
+            simulate(
+                args.url,
+                args.event,
+                args.users,
+                args.rate,
+                args.duration,
+                args.batch,
+                parse_mix(args.emojis),
+                args.seed,
+            )
+        )
+        print_report(report)
+        return 0
+    try:
+        overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port")}
+        settings = Settings.from_env(**overrides)
+        logging.getLogger("emostream").info("%s: %s", args.command, settings.describe())
+        asyncio.run(_run(RUNNERS[args.command], settings))
+    except EmostreamError as exc:
+        print(f"emostream: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _run(runner: Runner, settings: Settings) -> None:
+    stop = asyncio.Event()
+    roles.stop_on_signals(stop)
+    # Everything allocated at start-up is long-lived: keep it out of the collector's full
+    # passes, which paused delivery ~1.5 s with 10k connections in our measurements.
+    gc.collect()
+    gc.freeze()
+    await runner(settings, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

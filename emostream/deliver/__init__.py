@@ -1,0 +1,1 @@
+"""Deliver: one pub/sub subscription per node, fanned out to every connected browser."""

@@ -1,0 +1,32 @@
+"""Server-Sent Events framing: pure functions from window objects to the bytes on the wire.
+
+A window is encoded once per node; every client of the event is sent the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SWARM_EVENT = "swarm"
+
+
+def window_frame(window: dict[str, Any]) -> bytes:
+    """``id: <seq>`` / ``event: swarm`` / ``data: <json>``; JSON never holds a raw newline."""
+    data = json.dumps(window, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {window['seq']}\nevent: {SWARM_EVENT}\ndata: {data}\n\n".encode()
+
+
+def retry_frame(retry_ms: int) -> bytes:
+    """Tells the browser how long to wait before reconnecting."""
+    return f"retry: {retry_ms}\n\n".encode()
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """The seq a reconnecting client saw last; None if absent. ValueError if not a seq."""
+    if value is None or value.strip() == "":
+        return None
+    seq = int(value.strip())
+    if seq < 0:
+        raise ValueError("negative seq")
+    return seq

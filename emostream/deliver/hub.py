@@ -1,0 +1,214 @@
+"""The node's hub: one Redis subscription, fanned out in process to every connected client.
+
+Each closed window arrives once per node, is turned into its public object and SSE frame
+once, kept in a small per-event ring (for ``Last-Event-ID`` resume without a Redis read per
+client) and offered to every subscriber of the event. A subscriber's queue is bounded: when a
+client falls behind, its oldest undelivered frames are dropped (it can resume from history
+with ``Last-Event-ID``), so one slow client never holds memory or the others back.
+
+Seq gaps seen on pub/sub (a lost message, a resubscription) are filled from the event's
+history stream before the newer window is delivered, so clients see every seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .. import keys
+from ..records import RecordError, WindowRecord, decode_record
+from ..rules import AggregationRule
+from ..settings import Settings
+from .frames import window_frame
+
+log = logging.getLogger(__name__)
+
+# (seq, revision) orders frames; a revision of a window sorts after the window itself.
+FrameKey = tuple[int, int]
+Frame = tuple[FrameKey, bytes]
+RINGS_KEPT = 1024
+RESUBSCRIBE_PAUSE_S = 0.5
+
+
+class Subscriber:
+    __slots__ = ("event_id", "frames", "wake", "closed")
+
+    def __init__(self, event_id: str, queue_max: int) -> None:
+        self.event_id = event_id
+        self.frames: deque[Frame] = deque(maxlen=queue_max)
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    def offer(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        self.wake.set()
+
+
+class Hub:
+    def __init__(self, redis: Redis, settings: Settings, rule: AggregationRule) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.rule = rule
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
+        self._last: dict[str, FrameKey] = {}
+        self.subscribed = asyncio.Event()
+        self.closing = False
+        self.windows_received = 0
+
+    # -- clients ---------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
+
+    def attach(self, event_id: str) -> Subscriber:
+        subscriber = Subscriber(event_id, self.settings.client_queue_max)
+        self._subscribers.setdefault(event_id, set()).add(subscriber)
+        if self.closing:
+            self._close_subscriber(subscriber)
+        return subscriber
+
+    def detach(self, subscriber: Subscriber) -> None:
+        subscribers = self._subscribers.get(subscriber.event_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[subscriber.event_id]
+
+    def close(self) -> None:
+        """End every stream (shutdown): each client's generator sees ``closed`` and returns."""
+        self.closing = True
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                self._close_subscriber(subscriber)
+
+    @staticmethod
+    def _close_subscriber(subscriber: Subscriber) -> None:
+        subscriber.closed = True
+        subscriber.wake.set()
+
+    async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
+        """Frames a (re)connecting client gets before live ones.
+
+        With ``after_seq`` (its Last-Event-ID): every window after it, at most ``replay_max``,
+        newest kept. Without: the latest window, so a new page shows the mood at once.
+        """
+        ring = self._rings.get(event_id)
+        if after_seq is None:
+            if ring:
+                return [ring[-1]]
+            return [self._frame(r) for r in await self.history_tail(event_id, 1)]
+        if ring and ring[0][0][0] <= after_seq + 1:
+            return [frame for frame in ring if frame[0][0] > after_seq]
+        records = await self.history_tail(event_id, self.settings.replay_max)
+        return [self._frame(r) for r in records if r.seq > after_seq]
+
+    # -- history ---------------------------------------------------------------------------
+
+    def _history_key(self, event_id: str) -> str:
+        return keys.window_history(keys.shard_of(event_id, self.settings.shards), event_id)
+
+    async def history(self, event_id: str, after_seq: int, limit: int) -> list[WindowRecord]:
+        """Windows with seq > ``after_seq``, oldest first, the latest revision of each."""
+        entries: Any = await self.redis.xrange(
+            self._history_key(event_id), min=f"{after_seq + 1}-0", count=limit * 2
+        )
+        return _latest_revisions(entries)[:limit]
+
+    async def history_tail(self, event_id: str, limit: int) -> list[WindowRecord]:
+        """The newest ``limit`` windows, oldest first."""
+        entries: Any = await self.redis.xrevrange(self._history_key(event_id), count=limit * 2)
+        return _latest_revisions(list(reversed(entries)))[-limit:]
+
+    # -- pub/sub ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold the node's one subscription until ``stop``; resubscribe after any fault."""
+        while not stop.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(keys.WINDOWS_CHANNEL)
+                self.subscribed.set()
+                await self._fill_gaps()
+                while not stop.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        await self.receive(message["data"])
+            except (RedisError, OSError) as exc:
+                self.subscribed.clear()
+                log.warning("window subscription lost (%s); resubscribing", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), RESUBSCRIBE_PAUSE_S)
+                except TimeoutError:
+                    pass
+            finally:
+                self.subscribed.clear()
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except (RedisError, OSError):
+                    pass
+
+    async def receive(self, payload: bytes) -> None:
+        try:
+            record = decode_record(payload)
+        except RecordError as exc:
+            log.error("ignoring a bad window message: %s", exc)
+            return
+        self.windows_received += 1
+        last = self._last.get(record.event_id)
+        if last is not None and record.seq > last[0] + 1:
+            for missed in await self.history(record.event_id, last[0], record.seq - last[0] - 1):
+                self._publish(missed)
+        self._publish(record)
+
+    async def _fill_gaps(self) -> None:
+        """After (re)subscribing, deliver what was closed while the subscription was down."""
+        for event_id, last in list(self._last.items()):
+            if event_id in self._subscribers:
+                for record in await self.history(event_id, last[0], self.settings.replay_max):
+                    self._publish(record)
+
+    def _frame(self, record: WindowRecord) -> Frame:
+        return (record.seq, record.revision), window_frame(self.rule.window_object(record))
+
+    def _publish(self, record: WindowRecord) -> None:
+        key = (record.seq, record.revision)
+        last = self._last.get(record.event_id)
+        if last is not None and key <= last:
+            return
+        self._last[record.event_id] = key
+        frame = self._frame(record)
+        ring = self._rings.get(record.event_id)
+        if ring is None:
+            ring = self._rings[record.event_id] = deque(maxlen=self.settings.replay_max)
+            self._evict_rings()
+        ring.append(frame)
+        for subscriber in self._subscribers.get(record.event_id, ()):
+            subscriber.offer(frame)
+
+    def _evict_rings(self) -> None:
+        while len(self._rings) > RINGS_KEPT:
+            for event_id in self._rings:
+                if event_id not in self._subscribers:
+                    del self._rings[event_id]
+                    self._last.pop(event_id, None)
+                    break
+            else:
+                return
+
+
+def _latest_revisions(entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[WindowRecord]:
+    by_seq: dict[int, WindowRecord] = {}
+    for _entry_id, fields in entries:
+        try:
+            record = decode_record(fields[b"w"])
+        except (RecordError, KeyError):
+            continue
+        by_seq[record.seq] = record
+    return [by_seq[seq] for seq in sorted(by_seq)]

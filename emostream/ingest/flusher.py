@@ -1,0 +1,151 @@
+"""Flush the buffer to the raw shards: every flush interval, at ``flush_max``, and at shutdown.
+
+Each flush takes the buffer, packs one batch per shard and appends it together with this
+producer's watermark (``lua/flush_batch.lua``). Shards with nothing to send still get the
+watermark, as a heartbeat: it is how workers know that windows are complete. A failed append
+keeps the packed batch (same batch id, so a retry whose first reply was lost is deduplicated
+by the worker) and retries it, in order, before anything newer on that shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .. import keys
+from ..batch import Batch, pack_batch
+from ..clock import now_ms
+from ..scripts import Scripts
+from ..settings import Settings
+from ..windows import next_tick_ms
+from .buffer import ReactionBuffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBatch:
+    payload: bytes
+    size: int
+    watermark_ms: int
+
+
+def new_producer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Flusher:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        buffer: ReactionBuffer,
+        producer_id: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.buffer = buffer
+        self.producer_id = producer_id or new_producer_id()
+        self._scripts = Scripts.register(redis)
+        self._unsent: list[deque[PackedBatch]] = [deque() for _ in range(settings.shards)]
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.batches_written = 0
+        self.reactions_written = 0
+        self.redis_available = True
+
+    def poke(self) -> None:
+        """Flush now instead of at the next tick (the buffer reached ``flush_max``)."""
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """Take the buffer and write it, plus anything waiting for a retry; returns reactions
+        written. Safe to call from several tasks: flushes run one at a time."""
+        async with self._lock:
+            watermark = now_ms()
+            for shard, events in self.buffer.take().items():
+                batch = Batch(uuid.uuid4().hex, self.producer_id, watermark, events)
+                self._unsent[shard].append(PackedBatch(pack_batch(batch), batch.size, watermark))
+            results = await asyncio.gather(
+                *(self._flush_shard(shard, watermark) for shard in range(self.settings.shards))
+            )
+            written = sum(results)
+            self.redis_available = all(not unsent for unsent in self._unsent)
+            return written
+
+    async def _flush_shard(self, shard: int, watermark: int) -> int:
+        unsent = self._unsent[shard]
+        raw, producers = keys.raw_stream(shard), keys.producers(shard)
+        written = 0
+        try:
+            if not unsent:
+                await self._scripts.flush_batch(
+                    keys=[raw, producers],
+                    args=[self.settings.raw_maxlen, self.producer_id, watermark, b""],
+                )
+            while unsent:
+                packed = unsent[0]
+                await self._scripts.flush_batch(
+                    keys=[raw, producers],
+                    args=[
+                        self.settings.raw_maxlen,
+                        self.producer_id,
+                        packed.watermark_ms,
+                        packed.payload,
+                    ],
+                )
+                unsent.popleft()
+                self.buffer.written(packed.size)
+                self.batches_written += 1
+                self.reactions_written += packed.size
+                written += packed.size
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "flush to shard %d failed (%s); %d batches kept for retry", shard, exc, len(unsent)
+            )
+        return written
+
+    async def run(self) -> None:
+        """Flush on wall-clock multiples of the interval, or at once when poked, until stopped;
+        then flush once more so a graceful stop keeps every accepted reaction."""
+        interval = self.settings.flush_interval_ms
+        while not self._stopping.is_set():
+            delay_s = (next_tick_ms(now_ms(), interval) - now_ms()) / 1000
+            wake = asyncio.ensure_future(self._wake.wait())
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({wake, stop}, timeout=max(delay_s, 0))
+            finally:
+                wake.cancel()
+                stop.cancel()
+            self._wake.clear()
+            await self.flush()
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Final flush with retries, then deregister so no window waits for this producer."""
+        self._stopping.set()
+        deadline = asyncio.get_running_loop().time() + drain_timeout_s
+        while True:
+            await self.flush()
+            if self.buffer.held == 0 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        if self.buffer.held:
+            log.error("stopping with %d accepted reactions not written", self.buffer.held)
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for shard in range(self.settings.shards):
+                pipe.hdel(keys.producers(shard), self.producer_id)
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not deregister producer %s: %s", self.producer_id, exc)

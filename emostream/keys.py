@@ -1,0 +1,83 @@
+"""Every Redis name emostream uses: keys, streams, groups and channels, decided here once.
+
+Cluster rule: everything one Lua call touches shares one hash slot. An event always lives on
+one raw-stream shard, and every key of the shard and of its events carries the shard's hash
+tag ``{sN}``, so applying a batch (counts + XACK) and closing a window (read + seq + history)
+each stay in one slot. Event ids are limited to ``A-Za-z0-9_-``, so they never carry braces.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "emostream"
+
+# Consumer group of the aggregating workers on every raw shard.
+AGGREGATORS_GROUP = "aggregators"
+
+# One channel carries every closed window; each delivery node holds one subscription.
+WINDOWS_CHANNEL = f"{PREFIX}:windows"
+
+
+def shard_of(event_id: str, shards: int) -> int:
+    """Stable shard of an event (CRC32, the same in every process and language)."""
+    return zlib.crc32(event_id.encode()) % shards
+
+
+def _tag(shard: int) -> str:
+    return f"{PREFIX}:{{s{shard}}}"
+
+
+def raw_stream(shard: int) -> str:
+    """Packed reaction batches of one shard (analytics and the workers' input)."""
+    return f"{_tag(shard)}:raw"
+
+
+def producers(shard: int) -> str:
+    """Hash: ingest producer id -> watermark ms (everything it received before is flushed)."""
+    return f"{_tag(shard)}:producers"
+
+
+def active_events(shard: int) -> str:
+    """Sorted set: event id -> start ms of its newest window that saw a reaction."""
+    return f"{_tag(shard)}:events"
+
+
+def event_state(shard: int, event_id: str) -> str:
+    """Hash of one event: ``next`` window start to close, ``seq`` of the last one, ``late``."""
+    return f"{_tag(shard)}:ev:{event_id}:state"
+
+
+def window_counts(shard: int, event_id: str, window_start_ms: int) -> str:
+    """Sorted set: emoji -> count within one open window."""
+    return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:counts"
+
+
+def window_users(shard: int, event_id: str, window_start_ms: int) -> str:
+    """HyperLogLog of the users of one open window."""
+    return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:users"
+
+
+def window_total(shard: int, event_id: str, window_start_ms: int) -> str:
+    """Counter of every reaction of one open window."""
+    return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:total"
+
+
+def window_history(shard: int, event_id: str) -> str:
+    """Aggregate stream of closed windows; entry id ``<seq>-<revision>``."""
+    return f"{_tag(shard)}:ev:{event_id}:windows"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    """Set with a TTL by a live worker."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def dead_letters(shard: int) -> str:
+    """Raw entries that could not be processed, with the reason."""
+    return f"{_tag(shard)}:dead"
+
+
+def batch_marker(shard: int, batch_id: str) -> str:
+    """Set once a batch id has been counted, so a re-appended batch is counted once."""
+    return f"{_tag(shard)}:batch:{batch_id}"

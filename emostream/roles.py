@@ -1,0 +1,180 @@
+"""Run the roles: ingest, worker, delivery, or all of them on one port (`emostream up`).
+
+Long-lived pieces (flusher, worker loops, the hub's subscription) are started here, before
+serving, and stopped after: streams are ended first, then the buffer is flushed, so a SIGTERM
+keeps every accepted reaction. hypercorn serves the apps; it has no response timeout, and
+sse-starlette's own shutdown hook only knows uvicorn, so the hub ends streams explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from redis.asyncio import Redis
+from sse_starlette.sse import AppStatus
+
+from .aggregate.worker import Worker
+from .connection import connect
+from .deliver.app import create_delivery_app
+from .deliver.hub import Hub
+from .ingest.app import create_ingest_app
+from .ingest.buffer import ReactionBuffer
+from .ingest.flusher import Flusher
+from .redis_server import PrivateRedis
+from .rules import EmojiSwarmRule
+from .settings import Settings
+
+log = logging.getLogger("emostream")
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_until(
+    app: ASGIApp,
+    settings: Settings,
+    stop: asyncio.Event,
+    before_shutdown: Callable[[], None] | None = None,
+) -> None:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = log
+    config.graceful_timeout = 5.0
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        if before_shutdown is not None:
+            before_shutdown()
+
+    log.info("serving on http://%s:%d", settings.host, settings.port)
+    await serve(app, config, shutdown_trigger=shutdown_trigger)
+
+
+def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
+    """One port for every public path: reaction POSTs to ingest, everything else to delivery.
+
+    Neither app needs the lifespan protocol (their resources are started by the runner), so
+    it is answered here."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path: str = scope.get("path", "")
+        if path == "/send_emoji" or path.endswith("/reactions"):
+            await ingest(scope, receive, send)
+        else:
+            await delivery(scope, receive, send)
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]:
+    """A client for the configured Redis, or for a private one started (and stopped) here."""
+    private: PrivateRedis | None = None
+    if settings.redis_url is None:
+        private = PrivateRedis().start()
+        log.info("started a private redis-server (%s) on port %d", private.binary, private.port)
+        settings = Settings(**{**settings.__dict__, "redis_url": private.url})
+    assert settings.redis_url is not None
+    redis = connect(settings.redis_url)
+    try:
+        yield redis, settings
+    finally:
+        await redis.aclose()
+        if private is not None:
+            private.close()
+
+
+@contextlib.asynccontextmanager
+async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGIApp]:
+    buffer = ReactionBuffer(settings.shards, settings.buffer_max)
+    flusher = Flusher(redis, settings, buffer)
+    await flusher.flush()  # registers this producer's watermark before any request
+    task = asyncio.create_task(flusher.run(), name="flusher")
+    try:
+        yield create_ingest_app(settings, buffer, flusher)
+    finally:
+        await flusher.stop()
+        await task
+        log.info("ingest stopped: %d reactions written", flusher.reactions_written)
+
+
+@contextlib.asynccontextmanager
+async def worker_running(redis: Redis, settings: Settings) -> AsyncIterator[Worker]:
+    worker = Worker(redis, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="worker")
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+
+
+@contextlib.asynccontextmanager
+async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
+    hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
+    stop = asyncio.Event()
+    task = asyncio.create_task(hub.run(stop), name="hub")
+    try:
+        yield hub
+    finally:
+        hub.close()
+        stop.set()
+        await task
+
+
+def _end_streams(hub: Hub) -> Callable[[], None]:
+    def end() -> None:
+        hub.close()
+        AppStatus.should_exit = True
+
+    return end
+
+
+async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
+    async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
+        await serve_until(app, settings, stop)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    async with redis_for(settings) as (redis, settings), worker_running(redis, settings):
+        log.info("worker running")
+        await stop.wait()
+
+
+async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
+    async with redis_for(settings) as (redis, settings), hub_running(redis, settings) as hub:
+        app = create_delivery_app(settings, hub)
+        await serve_until(app, settings, stop, _end_streams(hub))
+
+
+async def run_up(settings: Settings, stop: asyncio.Event) -> None:
+    async with (
+        redis_for(settings) as (redis, settings),
+        worker_running(redis, settings),
+        hub_running(redis, settings) as hub,
+        ingest_running(redis, settings) as ingest_app,
+    ):
+        app = combine(ingest_app, create_delivery_app(settings, hub))
+        await serve_until(app, settings, stop, _end_streams(hub))

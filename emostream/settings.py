@@ -1,0 +1,145 @@
+"""One typed, frozen settings object, read from ``EMOSTREAM_*`` environment variables.
+
+Every interval carries its unit in its name. Bad values fail loudly at start-up with the
+variable's name, never later in a hot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+PREFIX = "EMOSTREAM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Unset: `emostream up` starts a private redis-server it owns.
+    redis_url: str | None = field(default=None, repr=False)
+    window_s: float = 2.0
+    top_n: int = 5
+    scale: int = 1000
+    flush_interval_ms: int = 500
+    flush_max: int = 20_000
+    # Reactions an ingest process holds before answering 503: room for several flushes
+    # while Redis is briefly away, never unbounded memory.
+    buffer_max: int = 200_000
+    max_batch: int = 500
+    max_body_bytes: int = 256 * 1024
+    # Raw stream shards; an event always lands on the same shard (and hash slot).
+    shards: int = 4
+    raw_maxlen: int = 100_000
+    history_max: int = 10_000
+    # Windows a reconnecting client is replayed at most (newest kept).
+    replay_max: int = 100
+    read_block_ms: int = 200
+    read_count: int = 64
+    claim_idle_ms: int = 5_000
+    close_tick_ms: int = 50
+    # An ingest process whose watermark has not moved for this long no longer holds
+    # windows open (it died or lost Redis).
+    producer_timeout_ms: int = 5_000
+    # A window is closed at the latest this long after it ended, even if a stuck entry
+    # still holds it; what comes later is counted as late.
+    close_max_delay_ms: int = 10_000
+    # An event with no reactions for this long stops producing (empty) windows.
+    event_idle_s: float = 60.0
+    heartbeat_s: float = 15.0
+    client_queue_max: int = 32
+    worker_heartbeat_ttl_ms: int = 10_000
+    # Optional per-event allow-list shared by every event: comma-separated emojis.
+    allowed_emojis: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def window_ms(self) -> int:
+        return int(round(self.window_s * 1000))
+
+    def __post_init__(self) -> None:
+        if self.window_ms < 100:
+            raise ConfigError("EMOSTREAM_WINDOW_S must be at least 0.1")
+        positive = (
+            "top_n",
+            "scale",
+            "flush_interval_ms",
+            "flush_max",
+            "buffer_max",
+            "max_batch",
+            "max_body_bytes",
+            "shards",
+            "raw_maxlen",
+            "history_max",
+            "read_block_ms",
+            "read_count",
+            "claim_idle_ms",
+            "close_tick_ms",
+            "producer_timeout_ms",
+            "client_queue_max",
+            "worker_heartbeat_ttl_ms",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.buffer_max < self.flush_max:
+            raise ConfigError(f"{PREFIX}BUFFER_MAX must be at least {PREFIX}FLUSH_MAX")
+        if self.heartbeat_s <= 0 or self.event_idle_s <= 0:
+            raise ConfigError("EMOSTREAM_HEARTBEAT_S and EMOSTREAM_EVENT_IDLE_S must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from the environment; keyword overrides (command-line flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _cast(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def describe(self) -> str:
+        """A readable one-line summary that never shows the Redis password."""
+        return (
+            f"redis={redact_url(self.redis_url) if self.redis_url else '(private)'} "
+            f"window_s={self.window_s} top_n={self.top_n} scale={self.scale} "
+            f"flush_interval_ms={self.flush_interval_ms} flush_max={self.flush_max} "
+            f"shards={self.shards}"
+        )
+
+    def __repr__(self) -> str:
+        return f"Settings({self.describe()})"
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_EMOJI_SPLIT = re.compile(r"\s*,\s*")
+
+
+def _cast(name: str, type_name: Any, raw: str) -> Any:
+    variable = PREFIX + name.upper()
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(item for item in _EMOJI_SPLIT.split(raw.strip()) if item)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a valid {kind}") from None

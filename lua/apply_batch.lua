@@ -1,0 +1,63 @@
+-- Count one raw batch into its events' open windows and XACK it, atomically.
+--
+-- The XACK gates everything: only the call whose XACK returns 1 counts, so an entry delivered
+-- twice (a claim racing a slow owner) is counted once. The batch id is remembered as well, so
+-- a batch that ingest appended twice (a retried flush whose reply was lost) is counted once.
+--
+-- KEYS[1]  raw stream of the shard          KEYS[2]  active-events sorted set of the shard
+-- KEYS[3]  batch-id marker (dedupe)
+-- then for each window tally i (0-based): KEYS[4+4i] event state hash, KEYS[5+4i] counts
+--          sorted set, KEYS[6+4i] users HyperLogLog, KEYS[7+4i] total counter
+-- ARGV[1]  consumer group                   ARGV[2]  entry id
+-- ARGV[3]  TTL in seconds of open-window keys and of the batch-id marker
+-- ARGV[4]  number of window tallies
+-- then for each tally: event id, window start ms, total, n, n pairs (emoji, count), m,
+--          m user ids
+-- Returns  {applied (1/0), reactions counted late (their window had already closed)}
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return {0, 0}
+end
+local ttl = tonumber(ARGV[3])
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then
+  return {0, 0}
+end
+local late = 0
+local a = 5
+for i = 0, tonumber(ARGV[4]) - 1 do
+  local state, counts, users, total_key = KEYS[4 + 4 * i], KEYS[5 + 4 * i], KEYS[6 + 4 * i], KEYS[7 + 4 * i]
+  local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local n = tonumber(ARGV[a + 3])
+  local pairs_at = a + 4
+  local m = tonumber(ARGV[pairs_at + 2 * n])
+  local users_at = pairs_at + 2 * n + 1
+  a = users_at + m
+
+  local st = redis.call('HMGET', state, 'next', 'seq')
+  local next_start, seq = tonumber(st[1]), tonumber(st[2] or '0')
+  local active = redis.call('ZSCORE', KEYS[2], event_id)
+  -- First window of the event, an idle event waking up (no empty windows for the idle gap),
+  -- or an earlier window arriving before anything of the event has closed.
+  if next_start == nil or (not active and start > next_start) or (seq == 0 and start < next_start) then
+    next_start = start
+    redis.call('HSET', state, 'next', start)
+  end
+  if start < next_start then
+    late = late + total
+    redis.call('HINCRBY', state, 'late', total)
+  else
+    for p = pairs_at, pairs_at + 2 * n - 1, 2 do
+      redis.call('ZINCRBY', counts, ARGV[p + 1], ARGV[p])
+    end
+    redis.call('INCRBY', total_key, total)
+    -- PFADD in chunks: Lua's unpack() is limited to a few thousand values.
+    for u = users_at, users_at + m - 1, 1000 do
+      redis.call('PFADD', users, unpack(ARGV, u, math.min(u + 999, users_at + m - 1)))
+    end
+    redis.call('EXPIRE', counts, ttl)
+    redis.call('EXPIRE', users, ttl)
+    redis.call('EXPIRE', total_key, ttl)
+    -- GT still adds a new member; it only stops an older window from moving it back.
+    redis.call('ZADD', KEYS[2], 'GT', start, event_id)
+  end
+end
+return {1, late}

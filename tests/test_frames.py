@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emostream.deliver.frames import parse_last_event_id, retry_frame, window_frame
+
+
+def test_window_frame_is_one_sse_event_with_the_seq_as_id() -> None:
+    window = {"seq": 42, "event_id": "live", "top": [{"emoji": "🔥", "count": 1}]}
+    frame = window_frame(window).decode()
+    lines = frame.split("\n")
+    assert lines[:2] == ["id: 42", "event: swarm"]
+    assert lines[2].startswith("data: ")
+    assert json.loads(lines[2][len("data: ") :]) == window
+    assert frame.endswith("\n\n") and frame.count("\n") == 4
+
+
+def test_retry_frame() -> None:
+    assert retry_frame(1500) == b"retry: 1500\n\n"
+
+
+@pytest.mark.parametrize(("raw", "seq"), [(None, None), ("", None), ("7", 7), (" 12 ", 12)])
+def test_last_event_id(raw: str | None, seq: int | None) -> None:
+    assert parse_last_event_id(raw) == seq
+
+
+@pytest.mark.parametrize("raw", ["x", "-1", "1.5"])
+def test_bad_last_event_id(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_last_event_id(raw)
