@@ -87,19 +87,14 @@ class PrivateRedis:
             str(Path(self.directory) / "redis.log"),
         ]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = (
-                    self.process.stderr.read().decode(errors="replace")
-                    if self.process.stderr
-                    else ""
-                )
                 raise RedisServerError(
                     f"{self.binary} exited with {self.process.returncode} on port {self.port}: "
-                    f"{err.strip() or self._log_tail()}"
+                    f"{self._log_tail()}"
                 )
             if self._answers_ping():
                 return self

@@ -10,11 +10,12 @@
 -- ARGV[3]  approximate MAXLEN of history     ARGV[4]  pub/sub channel
 -- ARGV[5]  event id                          ARGV[6]  idle ms: retire the event once its
 --                                                     newest active window is this old
--- Returns  the window's seq, or 0 if it was not this call's to close.
+-- Returns  the window's seq, or 0 if it was not this call's to close (closed already, or the
+--          event was retired as idle).
 -- Record   cmsgpack array [event_id, seq, start, end, total, unique_users, revision,
 --          [emoji, count, ...]] (see emostream/records.py); history entry id is <seq>-0.
 local next_start = redis.call('HGET', KEYS[1], 'next')
-if tonumber(next_start) ~= tonumber(ARGV[1]) then
+if tonumber(next_start) ~= tonumber(ARGV[1]) or not redis.call('ZSCORE', KEYS[6], ARGV[5]) then
   return 0
 end
 local flat = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')

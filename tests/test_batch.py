@@ -24,7 +24,9 @@ def test_pack_unpack_round_trip() -> None:
 def test_tally_splits_a_batch_at_window_boundaries() -> None:
     rows = [("u1", "🔥", 1500), ("u2", "🔥", 1999), ("u1", "😂", 2000), ("u3", "🔥", 4100)]
     batch = Batch("b", "p", 5000, {"live": columns(rows), "other": columns([("u9", "👏", 10)])})
-    tallies = {(t.event_id, t.window_start_ms): t for t in tally_batch(batch, 2000, EmojiSwarmRule())}
+    tallies = {
+        (t.event_id, t.window_start_ms): t for t in tally_batch(batch, 2000, EmojiSwarmRule())
+    }
     assert set(tallies) == {("live", 0), ("live", 2000), ("live", 4000), ("other", 0)}
     first = tallies[("live", 0)]
     assert (first.total, first.counts, first.users) == (2, Counter({"🔥": 2}), {"u1", "u2"})

@@ -37,7 +37,12 @@ def test_top_n_orders_by_count_then_emoji(
 
 def test_window_object_matches_the_contract() -> None:
     record = WindowRecord(
-        "live", 42, 1795000000000, 1795000002000, 5234, 812,
+        "live",
+        42,
+        1795000000000,
+        1795000002000,
+        5234,
+        812,
         (("😂", 1), ("🔥", 3785), ("👏", 1448)),
     )
     window = EmojiSwarmRule(top_n=2, scale=1000).window_object(record)

@@ -25,8 +25,12 @@ def test_environment_is_cast_and_overrides_win() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("EMOSTREAM_TOP_N", "five"), ("EMOSTREAM_TOP_N", "0"), ("EMOSTREAM_WINDOW_S", "0.01"),
-     ("EMOSTREAM_FLUSH_MAX", "-1")],
+    [
+        ("EMOSTREAM_TOP_N", "five"),
+        ("EMOSTREAM_TOP_N", "0"),
+        ("EMOSTREAM_WINDOW_S", "0.01"),
+        ("EMOSTREAM_FLUSH_MAX", "-1"),
+    ],
 )
 def test_bad_values_fail_loudly_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match="EMOSTREAM_"):

@@ -100,7 +100,9 @@ def test_allow_list() -> None:
 
 
 def test_seed_field_names_are_reported_as_sent() -> None:
-    ok = validate_reactions({"user_id": "u", "emoji_type": "🔥", "timestamp": 1}, 500, (), SEED_FIELDS)
+    ok = validate_reactions(
+        {"user_id": "u", "emoji_type": "🔥", "timestamp": 1}, 500, (), SEED_FIELDS
+    )
     assert ok[0].client_ts_ms == 1000
     with pytest.raises(ApiError) as info:
         validate_reactions({"user_id": "u", "emoji_type": "🔥🔥"}, 500, (), SEED_FIELDS)

@@ -1,0 +1,103 @@
+"""Shared test helpers: drive the real components against the private Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from emostream import keys
+from emostream.aggregate.worker import Worker
+from emostream.ingest.buffer import ReactionBuffer
+from emostream.ingest.flusher import Flusher
+from emostream.ingest.validation import Reaction
+from emostream.records import WindowRecord, decode_record
+from emostream.settings import Settings
+
+
+def reactions(pairs: Iterable[tuple[str, str]]) -> list[Reaction]:
+    return [Reaction(user, emoji, None) for user, emoji in pairs]
+
+
+async def history(redis: Redis, settings: Settings, event_id: str) -> list[WindowRecord]:
+    shard = keys.shard_of(event_id, settings.shards)
+    entries: Any = await redis.xrange(keys.window_history(shard, event_id))
+    return [decode_record(fields[b"w"]) for _id, fields in entries]
+
+
+def summed(records: Iterable[WindowRecord]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for record in records:
+        total.update(dict(record.counts))
+    return total
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def make_ingest(
+    redis: Redis, settings: Settings, producer: str = "p1"
+) -> tuple[ReactionBuffer, Flusher]:
+    buffer = ReactionBuffer(settings.shards, settings.buffer_max)
+    return buffer, Flusher(redis, settings, buffer, producer)
+
+
+async def drain_all(worker: Worker) -> int:
+    return await worker.drain()
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """Parse SSE text into swarm window objects."""
+    windows = []
+    for block in text.split("\n\n"):
+        data = [line[6:] for line in block.split("\n") if line.startswith("data: ")]
+        if data and any(line == "event: swarm" for line in block.split("\n")):
+            windows.append(json.loads("\n".join(data)))
+    return windows
+
+
+async def read_swarm(
+    url: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout_s: float,
+    last_event_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Read swarm windows from a real SSE stream until ``until(windows)`` or the timeout."""
+    import httpx
+
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    windows: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=30.0)) as client,
+            client.stream("GET", url, headers=headers) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            block: list[str] = []
+            async for line in response.aiter_lines():
+                if line:
+                    block.append(line)
+                    continue
+                if "event: swarm" in block:
+                    data = "\n".join(x[6:] for x in block if x.startswith("data: "))
+                    windows.append(json.loads(data))
+                    if until(windows):
+                        return
+                block = []
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        pass
+    return windows

@@ -1,0 +1,130 @@
+"""The delivery hub: one subscription per node, fan-out, resume and gap filling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from emostream import keys
+from emostream.aggregate.worker import Worker
+from emostream.clock import now_ms
+from emostream.deliver.hub import Hub, Subscriber
+from emostream.redis_server import PrivateRedis
+from emostream.rules import EmojiSwarmRule
+from emostream.settings import Settings
+
+from .helpers import eventually, make_ingest, reactions
+
+pytestmark = pytest.mark.anyio
+
+WINDOW_MS = 200
+
+
+@pytest.fixture
+def fast(redis_server: PrivateRedis) -> Settings:
+    return Settings(redis_url=redis_server.url, shards=2, window_s=WINDOW_MS / 1000, replay_max=50)
+
+
+@pytest.fixture
+async def pipeline(redis: Redis, fast: Settings) -> AsyncIterator[tuple[Hub, Worker]]:
+    """Ingest heartbeats, a running worker and a running hub, all in this process."""
+    buffer, flusher = make_ingest(redis, fast)
+    # One reaction keeps the event producing windows for event_idle_s (60 s).
+    buffer.add("live", reactions([("u1", "🔥")]), now_ms())
+    worker = Worker(redis, fast)
+    hub = Hub(redis, fast, EmojiSwarmRule())
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(flusher.run()),
+        asyncio.create_task(worker.run(stop)),
+        asyncio.create_task(hub.run(stop)),
+    ]
+    await asyncio.wait_for(hub.subscribed.wait(), 5)
+    try:
+        yield hub, worker
+    finally:
+        stop.set()
+        hub.close()
+        await flusher.stop()
+        await asyncio.gather(*tasks)
+
+
+def seqs(subscriber: Subscriber) -> list[int]:
+    return [key[0] for key, _frame in subscriber.frames]
+
+
+async def test_every_subscriber_gets_the_same_frames(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    subscribers = [hub.attach("live") for _ in range(3)]
+    await eventually(lambda: _has(subscribers[0], 3))
+    await asyncio.sleep(0.05)
+    frames = [list(s.frames)[:3] for s in subscribers]
+    assert frames[0] == frames[1] == frames[2]
+    assert frames[0][0][1].startswith(b"id: ")
+
+
+async def test_a_gap_on_pubsub_is_filled_from_history(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    subscriber = hub.attach("live")
+    await eventually(lambda: _has(subscriber, 2))
+    # Pretend the node saw an older seq last: the next live window reveals a gap.
+    last = hub._last["live"]
+    hub._last["live"] = (last[0] - 3, 0)
+    subscriber.frames.clear()
+    await eventually(lambda: _has(subscriber, 4))
+    got = seqs(subscriber)
+    assert got == list(range(got[0], got[0] + len(got)))
+    assert got[0] == last[0] - 2
+
+
+async def test_a_killed_subscription_is_resumed_without_missing_seq(
+    pipeline: tuple[Hub, Worker], redis: Redis
+) -> None:
+    hub, _ = pipeline
+    subscriber = hub.attach("live")
+    await eventually(lambda: _has(subscriber, 2))
+    for _ in range(3):
+        await redis.client_kill_filter(_type="pubsub")
+        await asyncio.sleep(0.3)
+    await eventually(lambda: _has(subscriber, 12))
+    got = seqs(subscriber)
+    assert got == list(range(got[0], got[0] + len(got)))
+
+
+async def test_backlog_resumes_from_the_ring_or_history(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    subscriber = hub.attach("live")
+    await eventually(lambda: _has(subscriber, 5))
+    newest = seqs(subscriber)[-1]
+    assert [k[0] for k, _ in await hub.backlog("live", newest - 3)][:3] == [
+        newest - 2,
+        newest - 1,
+        newest,
+    ]
+    latest = await hub.backlog("live", None)
+    assert len(latest) == 1 and latest[0][0][0] >= newest
+    hub._rings.clear()  # a node that never saw the event reads history instead
+    from_history = await hub.backlog("live", newest - 3)
+    assert [k[0] for k, _ in from_history][:3] == [newest - 2, newest - 1, newest]
+
+
+async def test_resume_is_bounded_to_the_newest_windows(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    subscriber = hub.attach("live")
+    await eventually(lambda: _has(subscriber, 1))
+    hub._rings.clear()
+    backlog = await hub.backlog("live", 0)
+    assert len(backlog) <= hub.settings.replay_max
+    assert backlog[-1][0][0] >= seqs(subscriber)[-1]
+
+
+async def _has(subscriber: Subscriber, count: int) -> bool:
+    return len(subscriber.frames) >= count
+
+
+def test_history_key_is_on_the_event_shard(fast: Settings) -> None:
+    shard = keys.shard_of("live", fast.shards)
+    assert keys.window_history(shard, "live").startswith(f"emostream:{{s{shard}}}:")
