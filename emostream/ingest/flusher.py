@@ -120,19 +120,17 @@ class Flusher:
         interval = self.settings.flush_interval_ms
         while not self._stopping.is_set():
             delay_s = (next_tick_ms(now_ms(), interval) - now_ms()) / 1000
-            wake = asyncio.ensure_future(self._wake.wait())
-            stop = asyncio.ensure_future(self._stopping.wait())
             try:
-                await asyncio.wait({wake, stop}, timeout=max(delay_s, 0))
-            finally:
-                wake.cancel()
-                stop.cancel()
+                await asyncio.wait_for(self._wake.wait(), timeout=max(delay_s, 0))
+            except TimeoutError:
+                pass
             self._wake.clear()
             await self.flush()
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Final flush with retries, then deregister so no window waits for this producer."""
         self._stopping.set()
+        self._wake.set()
         deadline = asyncio.get_running_loop().time() + drain_timeout_s
         while True:
             await self.flush()
