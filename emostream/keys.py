@@ -63,14 +63,35 @@ def window_total(shard: int, event_id: str, window_start_ms: int) -> str:
     return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:total"
 
 
+def window_meta(shard: int, event_id: str, window_start_ms: int) -> str:
+    """Hash of a closed window: its ``seq`` and latest ``rev`` (revision), kept for revisions."""
+    return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:meta"
+
+
 def window_history(shard: int, event_id: str) -> str:
-    """Aggregate stream of closed windows; entry id ``<seq>-<revision>``."""
+    """Aggregate stream of closed windows as first published; entry id ``<seq>-0``."""
     return f"{_tag(shard)}:ev:{event_id}:windows"
+
+
+def window_revisions(shard: int, event_id: str) -> str:
+    """Hash: seq -> latest revised record of a window that received late reactions."""
+    return f"{_tag(shard)}:ev:{event_id}:revised"
+
+
+def late_windows(shard: int) -> str:
+    """Set of ``"<event_id> <window_start_ms>"`` closed windows that received late reactions
+    and wait for their revision to be published."""
+    return f"{_tag(shard)}:late"
 
 
 def worker_heartbeat(worker_id: str) -> str:
     """Set with a TTL by a live worker."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def failures(shard: int) -> str:
+    """Hash: raw entry id -> why its last processing attempt failed (for the dead letter)."""
+    return f"{_tag(shard)}:failures"
 
 
 def dead_letters(shard: int) -> str:

@@ -42,6 +42,14 @@ class Settings:
     read_block_ms: int = 200
     read_count: int = 64
     claim_idle_ms: int = 5_000
+    # A raw entry whose processing failed this many times goes to the dead-letter stream.
+    max_deliveries: int = 3
+    # Processed raw entries are kept this long for analytics, then trimmed (an analytics
+    # consumer group keeps them until it has read them).
+    raw_retention_s: int = 60
+    # A closed window is kept this long to count late reactions into a revision; later ones
+    # are only tallied as lost in the event's `late` field.
+    revision_horizon_s: int = 3600
     close_tick_ms: int = 50
     # An ingest process whose watermark has not moved for this long no longer holds
     # windows open (it died or lost Redis).
@@ -80,6 +88,9 @@ class Settings:
             "read_block_ms",
             "read_count",
             "claim_idle_ms",
+            "max_deliveries",
+            "raw_retention_s",
+            "revision_horizon_s",
             "close_tick_ms",
             "producer_timeout_ms",
             "client_queue_max",

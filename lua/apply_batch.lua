@@ -1,30 +1,34 @@
--- Count one raw batch into its events' open windows and XACK it, atomically.
+-- Count one raw batch into its events' windows and XACK it, atomically.
 --
 -- The XACK gates everything: only the call whose XACK returns 1 counts, so an entry delivered
 -- twice (a claim racing a slow owner) is counted once. The batch id is remembered as well, so
 -- a batch that ingest appended twice (a retried flush whose reply was lost) is counted once.
+-- A tally for a window that already closed is still counted into the kept window keys and the
+-- window is queued for a revision (KEYS[4]); past the revision horizon it is only tallied as
+-- lost in the event's `late` field.
 --
 -- KEYS[1]  raw stream of the shard          KEYS[2]  active-events sorted set of the shard
--- KEYS[3]  batch-id marker (dedupe)
--- then for each window tally i (0-based): KEYS[4+4i] event state hash, KEYS[5+4i] counts
---          sorted set, KEYS[6+4i] users HyperLogLog, KEYS[7+4i] total counter
+-- KEYS[3]  batch-id marker (dedupe)         KEYS[4]  late-windows set of the shard
+-- then for each window tally i (0-based), 5 keys from KEYS[5+5i]: event state hash, counts
+--          sorted set, users HyperLogLog, total counter, window meta hash (seq once closed)
 -- ARGV[1]  consumer group                   ARGV[2]  entry id
--- ARGV[3]  TTL in seconds of open-window keys and of the batch-id marker
+-- ARGV[3]  TTL in seconds of window keys and of the batch-id marker (the revision horizon)
 -- ARGV[4]  number of window tallies
 -- then for each tally: event id, window start ms, total, n, n pairs (emoji, count), m,
 --          m user ids
--- Returns  {applied (1/0), reactions counted late (their window had already closed)}
+-- Returns  {applied (1/0), reactions counted late into closed windows, reactions lost late}
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return {0, 0}
+  return {0, 0, 0}
 end
 local ttl = tonumber(ARGV[3])
 if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then
-  return {0, 0}
+  return {0, 0, 0}
 end
-local late = 0
+local late, lost = 0, 0
 local a = 5
 for i = 0, tonumber(ARGV[4]) - 1 do
-  local state, counts, users, total_key = KEYS[4 + 4 * i], KEYS[5 + 4 * i], KEYS[6 + 4 * i], KEYS[7 + 4 * i]
+  local k = 5 + 5 * i
+  local state, counts, users, total_key, meta = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local n = tonumber(ARGV[a + 3])
   local pairs_at = a + 4
@@ -41,10 +45,18 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     next_start = start
     redis.call('HSET', state, 'next', start)
   end
+  local count_it = true
   if start < next_start then
-    late = late + total
-    redis.call('HINCRBY', state, 'late', total)
-  else
+    if redis.call('EXISTS', meta) == 1 then
+      late = late + total
+      redis.call('SADD', KEYS[4], event_id .. ' ' .. start)
+    else
+      lost = lost + total
+      redis.call('HINCRBY', state, 'late', total)
+      count_it = false
+    end
+  end
+  if count_it then
     for p = pairs_at, pairs_at + 2 * n - 1, 2 do
       redis.call('ZINCRBY', counts, ARGV[p + 1], ARGV[p])
     end
@@ -56,8 +68,10 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     redis.call('EXPIRE', counts, ttl)
     redis.call('EXPIRE', users, ttl)
     redis.call('EXPIRE', total_key, ttl)
-    -- GT still adds a new member; it only stops an older window from moving it back.
-    redis.call('ZADD', KEYS[2], 'GT', start, event_id)
+    if start >= next_start then
+      -- GT still adds a new member; it only stops an older window from moving it back.
+      redis.call('ZADD', KEYS[2], 'GT', start, event_id)
+    end
   end
 end
-return {1, late}
+return {1, late, lost}

@@ -36,11 +36,16 @@ CATCH_UP_LIMIT = 100
 SNAPSHOTS_KEPT = 1024
 
 
-def processed_through(groups: list[dict[str, Any]], pending: dict[str, Any]) -> StreamId | None:
+def processed_through(
+    groups: list[dict[str, Any]],
+    pending: dict[str, Any],
+    group_name: str | bytes = keys.AGGREGATORS_GROUP,
+) -> StreamId | None:
     """The highest entry id such that the group has acknowledged it and everything before."""
+    wanted = group_name.decode() if isinstance(group_name, bytes) else group_name
     for group in groups:
         name = group["name"]
-        if (name.decode() if isinstance(name, bytes) else name) != keys.AGGREGATORS_GROUP:
+        if (name.decode() if isinstance(name, bytes) else name) != wanted:
             continue
         delivered = parse_id(group["last-delivered-id"])
         if not pending.get("pending"):
@@ -106,11 +111,13 @@ class WindowCloser:
         return self._safe_ms[shard]
 
     async def tick(self) -> int:
-        """Close every complete window of every shard; returns windows closed."""
+        """Close every complete window and publish pending revisions; returns windows
+        published."""
         now = now_ms()
-        closed = 0
+        published = 0
         window_ms = self.settings.window_ms
         for shard in range(self.settings.shards):
+            published += await self.revise(shard)
             safe = max(
                 await self.safe_watermark(shard, now), now - self.settings.close_max_delay_ms
             )
@@ -122,12 +129,13 @@ class WindowCloser:
             caught_up = True
             for event in events:
                 count = await self.close_event(shard, event.decode(), safe)
-                closed += count
+                published += count
                 caught_up = caught_up and count < CATCH_UP_LIMIT
             if caught_up:
                 self._closed_through[shard] = boundary
-        self.closed += closed
-        return closed
+            await self.trim_raw(shard, now)
+        self.closed += published
+        return published
 
     async def close_event(self, shard: int, event_id: str, safe_ms: int) -> int:
         window_ms = self.settings.window_ms
@@ -136,25 +144,56 @@ class WindowCloser:
             return 0
         closed = 0
         for start in closable_starts(int(next_start), safe_ms, window_ms, CATCH_UP_LIMIT):
-            seq = await self.scripts.close_window(
-                keys=[
-                    keys.event_state(shard, event_id),
-                    keys.window_counts(shard, event_id, start),
-                    keys.window_users(shard, event_id, start),
-                    keys.window_total(shard, event_id, start),
-                    keys.window_history(shard, event_id),
-                    keys.active_events(shard),
-                ],
-                args=[
-                    start,
-                    start + window_ms,
-                    self.settings.history_max,
-                    keys.WINDOWS_CHANNEL,
-                    event_id,
-                    int(self.settings.event_idle_s * 1000),
-                ],
-            )
-            if not seq:
+            if not await self._publish(shard, event_id, start):
                 break  # another worker closed it first
             closed += 1
         return closed
+
+    async def revise(self, shard: int) -> int:
+        """Publish a revision of every closed window that received late reactions."""
+        members: Any = await self.redis.smembers(keys.late_windows(shard))
+        revised = 0
+        for member in members:
+            event_id, _, start = member.decode().partition(" ")
+            if await self._publish(shard, event_id, int(start)):
+                revised += 1
+        return revised
+
+    async def _publish(self, shard: int, event_id: str, start: int) -> int:
+        seq: int = await self.scripts.close_window(
+            keys=[
+                keys.event_state(shard, event_id),
+                keys.window_counts(shard, event_id, start),
+                keys.window_users(shard, event_id, start),
+                keys.window_total(shard, event_id, start),
+                keys.window_meta(shard, event_id, start),
+                keys.window_history(shard, event_id),
+                keys.window_revisions(shard, event_id),
+                keys.active_events(shard),
+                keys.late_windows(shard),
+            ],
+            args=[
+                start,
+                start + self.settings.window_ms,
+                self.settings.history_max,
+                keys.WINDOWS_CHANNEL,
+                event_id,
+                int(self.settings.event_idle_s * 1000),
+                self.settings.revision_horizon_s,
+            ],
+        )
+        return seq
+
+    async def trim_raw(self, shard: int, now: int) -> None:
+        """Trim raw entries every consumer group has processed and that are older than the
+        retention; an analytics group keeps entries until it has read them."""
+        raw = keys.raw_stream(shard)
+        groups: Any = await self.redis.xinfo_groups(raw)
+        keep_from: StreamId = (now - self.settings.raw_retention_s * 1000, 0)
+        for group in groups:
+            pending: Any = await self.redis.xpending(raw, group["name"])
+            through = processed_through([group], pending, group["name"])
+            if through is None:
+                return
+            keep_from = min(keep_from, (through[0], through[1] + 1))
+        await self.redis.xtrim(raw, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=True)

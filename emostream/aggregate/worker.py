@@ -32,24 +32,22 @@ from .closer import WindowCloser
 
 log = logging.getLogger(__name__)
 
-# Open-window keys and batch markers expire after this, so nothing lingers if an event is
-# abandoned mid-window; far longer than any window stays open.
-KEY_TTL_S = 3600
 RETRY_PAUSE_S = 0.5
 
 Entry = tuple[int, bytes, dict[bytes, bytes] | None]
 
 
 def apply_call(
-    shard: int, entry_id: bytes, batch: Batch, tallies: Sequence[WindowTally]
+    shard: int, entry_id: bytes, batch: Batch, tallies: Sequence[WindowTally], ttl_s: int
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of lua/apply_batch.lua for one batch."""
     call_keys = [
         keys.raw_stream(shard),
         keys.active_events(shard),
         keys.batch_marker(shard, batch.batch_id),
+        keys.late_windows(shard),
     ]
-    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, KEY_TTL_S, len(tallies)]
+    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(tallies)]
     for tally in tallies:
         event, start = tally.event_id, tally.window_start_ms
         call_keys += [
@@ -57,6 +55,7 @@ def apply_call(
             keys.window_counts(shard, event, start),
             keys.window_users(shard, event, start),
             keys.window_total(shard, event, start),
+            keys.window_meta(shard, event, start),
         ]
         args += [event, start, tally.total, len(tally.counts)]
         for choice, count in tally.counts.items():
@@ -87,6 +86,8 @@ class Worker:
         self.batches = 0
         self.reactions = 0
         self.late = 0
+        self.lost = 0
+        self.failed = 0
         self.dead = 0
 
     async def ensure_groups(self) -> None:
@@ -116,10 +117,14 @@ class Worker:
         return len(entries)
 
     async def claim_idle(self, min_idle_ms: int | None = None) -> int:
-        """Take over entries another consumer left pending too long, and process them."""
+        """Take over entries another consumer left pending too long, and process them.
+
+        An entry already delivered ``max_deliveries`` times (it failed, or killed the workers
+        that took it) goes to the dead-letter stream instead, so the rest keeps flowing."""
         idle = self.settings.claim_idle_ms if min_idle_ms is None else min_idle_ms
         claimed = 0
         for shard, stream in enumerate(self._streams):
+            await self._bury_poison(shard, idle)
             start: bytes | str = "0-0"
             while True:
                 response: Any = await self.redis.xautoclaim(
@@ -139,39 +144,83 @@ class Worker:
         return claimed
 
     async def process(self, entries: Sequence[Entry]) -> None:
-        """Count and acknowledge entries in one pipelined round trip."""
+        """Count and acknowledge entries in one pipelined round trip.
+
+        An entry that cannot be decoded goes straight to the dead-letter stream (the same
+        bytes would fail again). Any other failure leaves it pending with its reason recorded;
+        it is retried by a claim and buried after ``max_deliveries`` attempts."""
         if not entries:
             return
         pipe = self.redis.pipeline(transaction=False)
-        sizes: list[int] = []
+        calls: list[tuple[int, int, bytes, int]] = []  # (result index, shard, entry id, size)
         for shard, entry_id, fields in entries:
             try:
                 if fields is None:
                     raise BatchError("entry was trimmed from the stream before it was read")
                 batch = unpack_batch(fields[PAYLOAD_FIELD] if PAYLOAD_FIELD in fields else b"")
                 tallies = tally_batch(batch, self.settings.window_ms, self.rule)
+                call_keys, args = apply_call(
+                    shard, entry_id, batch, tallies, self.settings.revision_horizon_s
+                )
             except BatchError as exc:
                 self._dead_letter(pipe, shard, entry_id, fields, str(exc))
-                sizes.append(-1)
-                continue
-            call_keys, args = apply_call(shard, entry_id, batch, tallies)
-            await self.scripts.apply_batch(keys=call_keys, args=args, client=pipe)
-            sizes.append(batch.size)
-        results = await pipe.execute()
-        cursor = 0
-        for size in sizes:
-            if size < 0:
                 self.dead += 1
-                cursor += 2
                 continue
-            applied, late = results[cursor]
-            cursor += 1
+            except Exception as exc:  # a bug or a resource fault: retried, then buried
+                log.exception("processing raw entry %s of shard %d failed", entry_id, shard)
+                pipe.hset(keys.failures(shard), entry_id, repr(exc))
+                self.failed += 1
+                continue
+            calls.append((len(pipe), shard, entry_id, batch.size))
+            await self.scripts.apply_batch(keys=call_keys, args=args, client=pipe)
+        results = await pipe.execute(raise_on_error=False)
+        for index, shard, entry_id, size in calls:
+            result = results[index]
+            if isinstance(result, Exception):
+                log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, result)
+                await self.redis.hset(keys.failures(shard), entry_id, str(result))
+                self.failed += 1
+                continue
+            applied, late, lost = result
             if applied:
                 self.batches += 1
                 self.reactions += size
                 self.late += late
-                if late:
-                    log.warning("%d reactions arrived after their window closed", late)
+                self.lost += lost
+                if late or lost:
+                    log.warning(
+                        "%d reactions arrived after their window closed (%d beyond the "
+                        "revision horizon)",
+                        late + lost,
+                        lost,
+                    )
+
+    async def _bury_poison(self, shard: int, min_idle_ms: int) -> None:
+        stream = keys.raw_stream(shard)
+        pending: Any = await self.redis.xpending_range(
+            stream, keys.AGGREGATORS_GROUP, min="-", max="+", count=100, idle=min_idle_ms
+        )
+        for item in pending:
+            if item["times_delivered"] < self.settings.max_deliveries:
+                continue
+            entry_id = item["message_id"]
+            claimed: Any = await self.redis.xclaim(
+                stream, keys.AGGREGATORS_GROUP, self.worker_id, min_idle_ms, [entry_id]
+            )
+            if not claimed:
+                continue  # someone else took it first
+            reason: Any = await self.redis.hget(keys.failures(shard), entry_id)
+            pipe = self.redis.pipeline(transaction=True)
+            self._dead_letter(
+                pipe,
+                shard,
+                entry_id,
+                claimed[0][1],
+                f"failed {item['times_delivered']} times; last: "
+                f"{reason.decode() if reason else 'the worker died while processing it'}",
+            )
+            await pipe.execute()
+            self.dead += 1
 
     def _dead_letter(
         self,
@@ -193,6 +242,7 @@ class Worker:
             approximate=True,
         )
         pipe.xack(keys.raw_stream(shard), keys.AGGREGATORS_GROUP, entry_id)
+        pipe.hdel(keys.failures(shard), entry_id)
 
     async def drain(self) -> int:
         """Burst mode: claim what is idle, read everything there, return entries processed."""
@@ -206,6 +256,8 @@ class Worker:
 
     async def heartbeat(self) -> None:
         info = {
+            "lost": self.lost,
+            "failed": self.failed,
             "worker": self.worker_id,
             "at_ms": now_ms(),
             "batches": self.batches,

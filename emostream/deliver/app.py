@@ -65,7 +65,9 @@ async def _frames(
             subscriber.wake.clear()
             while subscriber.frames:
                 key, frame = subscriber.frames.popleft()
-                if key > sent:
+                if key[1]:  # a revision of a window already sent
+                    yield frame
+                elif key > sent:
                     sent = key
                     yield frame
     finally:

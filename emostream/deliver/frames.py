@@ -12,8 +12,14 @@ SWARM_EVENT = "swarm"
 
 
 def window_frame(window: dict[str, Any]) -> bytes:
-    """``id: <seq>`` / ``event: swarm`` / ``data: <json>``; JSON never holds a raw newline."""
+    """``id: <seq>`` / ``event: swarm`` / ``data: <json>``; JSON never holds a raw newline.
+
+    A revision (a window re-published after late reactions) carries no ``id:`` line: the
+    browser's Last-Event-ID must keep naming the newest window, not move back to a revised one.
+    """
     data = json.dumps(window, ensure_ascii=False, separators=(",", ":"))
+    if window.get("revision"):
+        return f"event: {SWARM_EVENT}\ndata: {data}\n\n".encode()
     return f"id: {window['seq']}\nevent: {SWARM_EVENT}\ndata: {data}\n\n".encode()
 
 

@@ -111,20 +111,33 @@ class Hub:
 
     # -- history ---------------------------------------------------------------------------
 
-    def _history_key(self, event_id: str) -> str:
-        return keys.window_history(keys.shard_of(event_id, self.settings.shards), event_id)
-
     async def history(self, event_id: str, after_seq: int, limit: int) -> list[WindowRecord]:
-        """Windows with seq > ``after_seq``, oldest first, the latest revision of each."""
+        """Windows with seq > ``after_seq``, oldest first, each in its latest revision."""
+        shard = keys.shard_of(event_id, self.settings.shards)
         entries: Any = await self.redis.xrange(
-            self._history_key(event_id), min=f"{after_seq + 1}-0", count=limit * 2
+            keys.window_history(shard, event_id), min=f"{after_seq + 1}-0", count=limit
         )
-        return _latest_revisions(entries)[:limit]
+        return await self._final(shard, event_id, entries)
 
     async def history_tail(self, event_id: str, limit: int) -> list[WindowRecord]:
-        """The newest ``limit`` windows, oldest first."""
-        entries: Any = await self.redis.xrevrange(self._history_key(event_id), count=limit * 2)
-        return _latest_revisions(list(reversed(entries)))[-limit:]
+        """The newest ``limit`` windows, oldest first, each in its latest revision."""
+        shard = keys.shard_of(event_id, self.settings.shards)
+        entries: Any = await self.redis.xrevrange(keys.window_history(shard, event_id), count=limit)
+        return await self._final(shard, event_id, list(reversed(entries)))
+
+    async def _final(
+        self, shard: int, event_id: str, entries: list[tuple[Any, dict[bytes, bytes]]]
+    ) -> list[WindowRecord]:
+        records = [decode_record(fields[b"w"]) for _entry_id, fields in entries]
+        if not records:
+            return records
+        revised: Any = await self.redis.hmget(
+            keys.window_revisions(shard, event_id), [r.seq for r in records]
+        )
+        return [
+            record if revision is None else decode_record(revision)
+            for record, revision in zip(records, revised, strict=True)
+        ]
 
     # -- pub/sub ---------------------------------------------------------------------------
 
@@ -161,6 +174,9 @@ class Hub:
             log.error("ignoring a bad window message: %s", exc)
             return
         self.windows_received += 1
+        if record.revision:
+            self._publish_revision(record)
+            return
         last = self._last.get(record.event_id)
         if last is not None and record.seq > last[0] + 1:
             for missed in await self.history(record.event_id, last[0], record.seq - last[0] - 1):
@@ -192,6 +208,21 @@ class Hub:
         for subscriber in self._subscribers.get(record.event_id, ()):
             subscriber.offer(frame)
 
+    def _publish_revision(self, record: WindowRecord) -> None:
+        """A closed window re-published with late reactions: replace it in the ring (resumes
+        get the final totals) and send it to every client of the event."""
+        frame = self._frame(record)
+        ring = self._rings.get(record.event_id)
+        if ring is not None:
+            for index, ((seq, revision), _bytes) in enumerate(ring):
+                if seq == record.seq:
+                    if revision >= record.revision:
+                        return
+                    ring[index] = frame
+                    break
+        for subscriber in self._subscribers.get(record.event_id, ()):
+            subscriber.offer(frame)
+
     def _evict_rings(self) -> None:
         while len(self._rings) > RINGS_KEPT:
             for event_id in self._rings:
@@ -201,14 +232,3 @@ class Hub:
                     break
             else:
                 return
-
-
-def _latest_revisions(entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[WindowRecord]:
-    by_seq: dict[int, WindowRecord] = {}
-    for _entry_id, fields in entries:
-        try:
-            record = decode_record(fields[b"w"])
-        except (RecordError, KeyError):
-            continue
-        by_seq[record.seq] = record
-    return [by_seq[seq] for seq in sorted(by_seq)]
