@@ -115,10 +115,11 @@ async def test_resume_is_bounded_to_the_newest_windows(pipeline: tuple[Hub, Work
     hub, _ = pipeline
     subscriber = hub.attach("live")
     await eventually(lambda: _has(subscriber, 1))
+    newest_seen = seqs(subscriber)[-1]
     hub._rings.clear()
     backlog = await hub.backlog("live", 0)
     assert len(backlog) <= hub.settings.replay_max
-    assert backlog[-1][0][0] >= seqs(subscriber)[-1]
+    assert backlog[-1][0][0] >= newest_seen
 
 
 async def _has(subscriber: Subscriber, count: int) -> bool:

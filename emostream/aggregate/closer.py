@@ -196,4 +196,5 @@ class WindowCloser:
             if through is None:
                 return
             keep_from = min(keep_from, (through[0], through[1] + 1))
-        await self.redis.xtrim(raw, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=True)
+        # Exact: once per window it removes what a window appended, which is cheap.
+        await self.redis.xtrim(raw, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
