@@ -22,6 +22,7 @@ from ..ingest.validation import validate_event_id
 from ..settings import Settings
 from .frames import parse_last_event_id, retry_frame
 from .hub import Frame, Hub, Subscriber
+from .pages import page_routes
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
             Route("/v1/events/{event_id}/stream", stream),
             Route("/v1/events/{event_id}/windows", windows),
             Route("/healthz", healthz),
+            *page_routes(settings, hub),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
     )
