@@ -130,3 +130,17 @@ async def test_heartbeat_has_a_ttl(redis: Redis, settings: Settings) -> None:
     await worker.heartbeat()
     ttl = await redis.pttl(keys.worker_heartbeat("w1"))
     assert 0 < ttl <= settings.worker_heartbeat_ttl_ms
+
+
+async def test_groups_are_recreated_when_redis_lost_them(redis: Redis, settings: Settings) -> None:
+    """A Redis restart without persistence loses streams and groups: nothing crashes."""
+    buffer, flusher = make_ingest(redis, settings)
+    worker = Worker(redis, settings)
+    await worker.ensure_groups()
+    await redis.flushall()
+    assert await worker.read_new(block_ms=None) == 0  # NOGROUP: recreated, not raised
+    assert await worker.closer.tick() == 0  # progress unreadable: recreated, not raised
+    buffer.add("live", reactions([("u1", "🔥")]), T0)
+    await flusher.flush()
+    assert await worker.drain() == 1
+    assert await window_counts(redis, settings, "live", T0) == {"🔥": 1}
