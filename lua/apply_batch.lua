@@ -14,8 +14,10 @@
 -- ARGV[1]  consumer group                   ARGV[2]  entry id
 -- ARGV[3]  TTL in seconds of window keys and of the batch-id marker (the revision horizon)
 -- ARGV[4]  number of window tallies
--- then for each tally: event id, window start ms, total, n, n pairs (emoji, count), m,
---          m user ids
+-- then for each tally, 5 values: event id, window start ms, total, msgpack array of
+--          [emoji, count, emoji, count, ...], msgpack array of distinct user ids
+--          (packed so the client sends 5 arguments, not one per user: per-argument encoding
+--          in redis-py cost 80% of a worker's time when users were sent one by one)
 -- Returns  {applied (1/0), reactions counted late into closed windows, reactions lost late}
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return {0, 0, 0}
@@ -25,16 +27,11 @@ if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then
   return {0, 0, 0}
 end
 local late, lost = 0, 0
-local a = 5
 for i = 0, tonumber(ARGV[4]) - 1 do
   local k = 5 + 5 * i
   local state, counts, users, total_key, meta = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local a = 5 + 5 * i
   local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local n = tonumber(ARGV[a + 3])
-  local pairs_at = a + 4
-  local m = tonumber(ARGV[pairs_at + 2 * n])
-  local users_at = pairs_at + 2 * n + 1
-  a = users_at + m
 
   local st = redis.call('HMGET', state, 'next', 'seq')
   local next_start, seq = tonumber(st[1]), tonumber(st[2] or '0')
@@ -57,13 +54,15 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     end
   end
   if count_it then
-    for p = pairs_at, pairs_at + 2 * n - 1, 2 do
-      redis.call('ZINCRBY', counts, ARGV[p + 1], ARGV[p])
+    local flat = cmsgpack.unpack(ARGV[a + 3])
+    for p = 1, #flat, 2 do
+      redis.call('ZINCRBY', counts, flat[p + 1], flat[p])
     end
     redis.call('INCRBY', total_key, total)
     -- PFADD in chunks: Lua's unpack() is limited to a few thousand values.
-    for u = users_at, users_at + m - 1, 1000 do
-      redis.call('PFADD', users, unpack(ARGV, u, math.min(u + 999, users_at + m - 1)))
+    local ids = cmsgpack.unpack(ARGV[a + 4])
+    for u = 1, #ids, 1000 do
+      redis.call('PFADD', users, unpack(ids, u, math.min(u + 999, #ids)))
     end
     redis.call('EXPIRE', counts, ttl)
     redis.call('EXPIRE', users, ttl)

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -57,11 +58,10 @@ def apply_call(
             keys.window_total(shard, event, start),
             keys.window_meta(shard, event, start),
         ]
-        args += [event, start, tally.total, len(tally.counts)]
+        flat: list[str | int] = []
         for choice, count in tally.counts.items():
-            args += [choice, count]
-        args.append(len(tally.users))
-        args.extend(tally.users)
+            flat += (choice, count)
+        args += [event, start, tally.total, msgpack.packb(flat), msgpack.packb(list(tally.users))]
     return call_keys, args
 
 
