@@ -102,3 +102,29 @@ def dead_letters(shard: int) -> str:
 def batch_marker(shard: int, batch_id: str) -> str:
     """Set once a batch id has been counted, so a re-appended batch is counted once."""
     return f"{_tag(shard)}:batch:{batch_id}"
+
+
+# Delivery nodes and registered clients. Only pipelines touch these (no Lua), so node and
+# cluster keys need no hash tag; a client registration lives on its event's shard tag so an
+# event's keys stay together.
+
+
+def delivery_node(node_id: str) -> str:
+    """JSON of a live delivery node (cluster, url, connections), set with a TTL by its
+    heartbeat: the key expiring is what makes a node dead."""
+    return f"{PREFIX}:delivery:{node_id}"
+
+
+def cluster_nodes(cluster: str) -> str:
+    """Sorted set: node id -> load (its connections at its last heartbeat, plus the clients
+    assigned to it since). May name dead nodes until a reader prunes them."""
+    return f"{PREFIX}:cluster:{cluster}:nodes"
+
+
+# Set of every cluster name a node has registered under.
+CLUSTERS = f"{PREFIX}:clusters"
+
+
+def event_clients(shard: int, event_id: str) -> str:
+    """Hash: registered client id -> JSON of its assignment (node, cluster, stream URL)."""
+    return f"{_tag(shard)}:ev:{event_id}:clients"

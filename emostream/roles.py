@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from redis.asyncio import Redis
 from sse_starlette.sse import AppStatus
 
@@ -24,6 +25,8 @@ from .aggregate.worker import Worker
 from .connection import connect
 from .deliver.app import create_delivery_app
 from .deliver.hub import Hub
+from .deliver.registry import Registry
+from .deliver.sockets import tune_client_sockets
 from .ingest.app import create_ingest_app
 from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
@@ -42,24 +45,46 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+class TunedConfig(Config):
+    """hypercorn's Config, with options set on its listening sockets before it serves."""
+
+    def __init__(self, tune: Callable[[socket.socket], None] | None = None) -> None:
+        super().__init__()
+        self.tune = tune
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        if self.tune is not None:
+            for listener in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                self.tune(listener)
+        return sockets
+
+
 async def serve_until(
     app: ASGIApp,
     settings: Settings,
     stop: asyncio.Event,
     before_shutdown: Callable[[], None] | None = None,
+    tune: Callable[[socket.socket], None] | None = None,
 ) -> None:
-    config = Config()
+    config = TunedConfig(tune)
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = log
     config.graceful_timeout = 5.0
+    if settings.tls_certfile:
+        # hypercorn then offers h2 and http/1.1 over ALPN: browsers multiplex every stream
+        # of an origin over one connection instead of six per origin.
+        config.certfile = settings.tls_certfile
+        config.keyfile = settings.tls_keyfile
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         if before_shutdown is not None:
             before_shutdown()
 
-    log.info("serving on http://%s:%d", settings.host, settings.port)
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("serving on %s://%s:%d", scheme, settings.host, settings.port)
     await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
@@ -132,6 +157,19 @@ async def worker_running(redis: Redis, settings: Settings) -> AsyncIterator[Work
 
 
 @contextlib.asynccontextmanager
+async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIterator[Registry]:
+    """This delivery node's registration in its cluster, heartbeating until shutdown."""
+    registry = Registry(redis, settings, hub)
+    stop = asyncio.Event()
+    task = asyncio.create_task(registry.run(stop), name="registry")
+    try:
+        yield registry
+    finally:
+        stop.set()
+        await task
+
+
+@contextlib.asynccontextmanager
 async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
     stop = asyncio.Event()
@@ -152,6 +190,10 @@ def _end_streams(hub: Hub) -> Callable[[], None]:
     return end
 
 
+def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
+    return lambda listener: tune_client_sockets(listener, settings)
+
+
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
     async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
         await serve_until(app, settings, stop)
@@ -164,9 +206,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), hub_running(redis, settings) as hub:
-        app = create_delivery_app(settings, hub)
-        await serve_until(app, settings, stop, _end_streams(hub))
+    async with (
+        redis_for(settings) as (redis, settings),
+        hub_running(redis, settings) as hub,
+        node_registered(redis, settings, hub) as registry,
+    ):
+        app = create_delivery_app(settings, hub, registry)
+        await serve_until(app, settings, stop, _end_streams(hub), client_sockets(settings))
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
@@ -174,7 +220,8 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         redis_for(settings) as (redis, settings),
         worker_running(redis, settings),
         hub_running(redis, settings) as hub,
+        node_registered(redis, settings, hub) as registry,
         ingest_running(redis, settings) as ingest_app,
     ):
-        app = combine(ingest_app, create_delivery_app(settings, hub))
-        await serve_until(app, settings, stop, _end_streams(hub))
+        app = combine(ingest_app, create_delivery_app(settings, hub, registry))
+        await serve_until(app, settings, stop, _end_streams(hub), client_sockets(settings))

@@ -61,6 +61,24 @@ class Settings:
     event_idle_s: float = 60.0
     heartbeat_s: float = 15.0
     client_queue_max: int = 32
+    # A client whose socket accepts nothing for this long is gone: its stream is ended. (A
+    # client that vanished without closing is only noticed once its send buffer is full.)
+    send_timeout_s: float = 10.0
+    # Kernel send buffer of each client socket (fixed, so a stalled client fills it and hits
+    # the send timeout within a bounded number of windows; Linux doubles the value).
+    client_send_buffer_bytes: int = 64 * 1024
+    # A window subscription on which nothing (window or PONG) came back for this long is
+    # declared dead and replaced: a half-open socket or a stopped Redis never raises.
+    subscription_timeout_ms: int = 3_000
+    # Delivery nodes: the cluster this node belongs to, the base URL clients reach it at
+    # (unset: http://host:port) and how long its registration outlives its last heartbeat.
+    cluster: str = "default"
+    public_url: str = ""
+    node_ttl_ms: int = 5_000
+    # Serve HTTPS (and with it HTTP/2 over ALPN, which browsers only speak over TLS) when both
+    # are set: PEM certificate chain and private key.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
     worker_heartbeat_ttl_ms: int = 10_000
     # Optional per-event allow-list shared by every event: comma-separated emojis.
     allowed_emojis: tuple[str, ...] = ()
@@ -94,6 +112,9 @@ class Settings:
             "close_tick_ms",
             "producer_timeout_ms",
             "client_queue_max",
+            "subscription_timeout_ms",
+            "client_send_buffer_bytes",
+            "node_ttl_ms",
             "worker_heartbeat_ttl_ms",
         )
         for name in positive:
@@ -103,6 +124,22 @@ class Settings:
             raise ConfigError(f"{PREFIX}BUFFER_MAX must be at least {PREFIX}FLUSH_MAX")
         if self.heartbeat_s <= 0 or self.event_idle_s <= 0:
             raise ConfigError("EMOSTREAM_HEARTBEAT_S and EMOSTREAM_EVENT_IDLE_S must be positive")
+        if self.send_timeout_s <= 0:
+            raise ConfigError(f"{PREFIX}SEND_TIMEOUT_S must be positive")
+        if not _CLUSTER_NAME.fullmatch(self.cluster):
+            raise ConfigError(f"{PREFIX}CLUSTER must be 1-64 characters of A-Za-z0-9_-")
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
+        if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
+            raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
+
+    @property
+    def node_url(self) -> str:
+        """The base URL this delivery node is reached at, as other nodes hand it out."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -139,6 +176,8 @@ def redact_url(url: str) -> str:
 
 
 _EMOJI_SPLIT = re.compile(r"\s*,\s*")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 
 
 def _cast(name: str, type_name: Any, raw: str) -> Any:

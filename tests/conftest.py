@@ -65,6 +65,13 @@ class Process:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, tmp_path: str) -> Process:
+        self.spawn(tmp_path)
+        if self.port is not None:
+            self.wait_healthy()
+        return self
+
+    def spawn(self, tmp_path: str) -> Process:
+        """Start the process without waiting for it to answer."""
         self.log_path = os.path.join(tmp_path, f"{self.args[0]}-{time.monotonic_ns()}.log")
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
@@ -74,8 +81,6 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        if self.port is not None:
-            self.wait_healthy()
         return self
 
     def wait_healthy(self, timeout_s: float = 20.0) -> None:
@@ -132,6 +137,21 @@ class ProcessFactory:
         process = Process(args, self.env(**env), port).start(self.tmp_path)
         self.started.append(process)
         return process
+
+    def start_many(self, specs: list[tuple[str, dict[str, str]]]) -> list[Process]:
+        """Start several roles at once (each takes a second or more to import and bind on a
+        loaded machine), then wait until every one answers."""
+        started = []
+        for role, env in specs:
+            port = None if role == "worker" else free_port()
+            args = [role] if port is None else [role, "--port", str(port)]
+            process = Process(args, self.env(**env), port).spawn(self.tmp_path)
+            self.started.append(process)
+            started.append(process)
+        for process in started:
+            if process.port is not None:
+                process.wait_healthy(timeout_s=60.0)
+        return started
 
     def stop_all(self) -> None:
         for process in self.started:

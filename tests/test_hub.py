@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -25,7 +28,13 @@ WINDOW_MS = 200
 
 @pytest.fixture
 def fast(redis_server: PrivateRedis) -> Settings:
-    return Settings(redis_url=redis_server.url, shards=2, window_s=WINDOW_MS / 1000, replay_max=50)
+    return Settings(
+        redis_url=redis_server.url,
+        shards=2,
+        window_s=WINDOW_MS / 1000,
+        replay_max=50,
+        subscription_timeout_ms=1000,
+    )
 
 
 @pytest.fixture
@@ -94,6 +103,59 @@ async def test_a_killed_subscription_is_resumed_without_missing_seq(
     assert got == list(range(got[0], got[0] + len(got)))
 
 
+async def test_a_stopped_redis_is_noticed_and_resubscribed_without_missing_seq(
+    pipeline: tuple[Hub, Worker], redis_server: PrivateRedis
+) -> None:
+    """SIGSTOP leaves the socket open and silent, as a half-open connection or a paused
+    server does: no error ever arrives, only the silence limit can notice it."""
+    hub, _ = pipeline
+    subscriber = hub.attach("live")
+    await eventually(lambda: _has(subscriber, 2))
+    subscriptions = hub.subscriptions
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # Nothing raises while Redis is stopped: only the silence limit (1 s) notices.
+        await eventually(_is_false(hub.subscribed), timeout_s=20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await eventually(_more_than(hub, subscriptions), timeout_s=30)
+    seen = seqs(subscriber)[-1]
+    await eventually(lambda: _has_seq(subscriber, seen + 8), timeout_s=30)
+    got = seqs(subscriber)
+    assert got == list(range(got[0], got[0] + len(got)))
+
+
+async def test_windows_closed_before_the_first_subscription_are_filled(
+    redis: Redis, fast: Settings
+) -> None:
+    """A client can join (and get its backlog) before the node has subscribed: what closes
+    in between is filled from history, from the seq the backlog gave it."""
+    buffer, flusher = make_ingest(redis, fast)
+    buffer.add("live", reactions([("u1", "🔥")]), now_ms())
+    worker = Worker(redis, fast)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(flusher.run()), asyncio.create_task(worker.run(stop))]
+    hub = Hub(redis, fast, EmojiSwarmRule())
+    try:
+        await eventually(lambda: _history_has(redis, fast, 2))
+        subscriber, backlog = await hub.join("live", None)
+        given = backlog[-1][0][0]
+        assert subscriber.after == given
+        await eventually(lambda: _history_has(redis, fast, given + 3))
+        tasks.append(asyncio.create_task(hub.run(stop)))
+        await eventually(lambda: _has_seq(subscriber, given + 6))
+        got = seqs(subscriber)
+        assert got == list(range(given + 1, given + 1 + len(got)))
+        assert hub.windows_filled >= 3
+    finally:
+        stop.set()
+        hub.close()
+        await flusher.stop()
+        await asyncio.gather(*tasks)
+
+
 async def test_backlog_resumes_from_the_ring_or_history(pipeline: tuple[Hub, Worker]) -> None:
     hub, _ = pipeline
     subscriber = hub.attach("live")
@@ -124,6 +186,30 @@ async def test_resume_is_bounded_to_the_newest_windows(pipeline: tuple[Hub, Work
 
 async def _has(subscriber: Subscriber, count: int) -> bool:
     return len(subscriber.frames) >= count
+
+
+async def _has_seq(subscriber: Subscriber, seq: int) -> bool:
+    return bool(subscriber.frames) and subscriber.frames[-1][0][0] >= seq
+
+
+def _is_false(flag: asyncio.Event) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return not flag.is_set()
+
+    return check
+
+
+def _more_than(hub: Hub, subscriptions: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return hub.subscriptions > subscriptions and hub.subscribed.is_set()
+
+    return check
+
+
+async def _history_has(redis: Redis, settings: Settings, seq: int) -> bool:
+    shard = keys.shard_of("live", settings.shards)
+    newest: Any = await redis.xrevrange(keys.window_history(shard, "live"), count=1)
+    return bool(newest) and int(newest[0][0].split(b"-")[0]) >= seq
 
 
 def test_history_key_is_on_the_event_shard(fast: Settings) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
 from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,21 +20,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..api_errors import error_json, from_http_status
-from ..errors import ApiError, InvalidField, Unavailable
+from ..errors import ApiError, InvalidField, MalformedBody, Unavailable
 from ..ingest.validation import validate_event_id
 from ..settings import Settings
 from .frames import parse_last_event_id, retry_frame
 from .hub import Frame, Hub, Subscriber
 from .pages import page_routes
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
-# A client whose socket accepts nothing for this long is gone: its stream is ended.
-SEND_TIMEOUT_S = 10.0
 # Browsers reconnect after retry ms; jitter spreads a reconnect storm over a few seconds.
 RETRY_BASE_MS = 1000
 RETRY_JITTER_MS = 2000
 WINDOWS_LIMIT_MAX = 1000
+SUBSCRIBER_BODY_MAX = 4096
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+CLUSTER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _error_response(error: ApiError) -> Response:
@@ -75,7 +80,44 @@ async def _frames(
         hub.detach(subscriber)
 
 
-def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
+class SwarmStreamResponse(EventSourceResponse):
+    """A stalled client is expected, not an error: its stream ends with one log line."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            log.info("ended a stream whose client accepted nothing for %s s", self.send_timeout)
+
+
+def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
+    """(client_id, cluster) from an optional JSON object ``{"client_id"?, "cluster"?}``."""
+    if len(body) > SUBSCRIBER_BODY_MAX:
+        raise ApiError(413, "too_large", f"body over {SUBSCRIBER_BODY_MAX} bytes")
+    payload: Any = {}
+    if body.strip():
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedBody("body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise MalformedBody("body must be a JSON object")
+    client_id = payload.get("client_id")
+    if client_id is None:
+        client_id = secrets.token_hex(12)
+    elif not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+        raise InvalidField("client_id", "client_id must be 1-64 characters of A-Za-z0-9_.:@-")
+    cluster = payload.get("cluster", default_cluster)
+    if not isinstance(cluster, str) or not CLUSTER.fullmatch(cluster):
+        raise InvalidField("cluster", "cluster must be 1-64 characters of A-Za-z0-9_-")
+    return client_id, cluster
+
+
+def create_delivery_app(
+    settings: Settings, hub: Hub, registry: Registry | None = None
+) -> Starlette:
+    nodes = registry or Registry(hub.redis, settings, hub)
+
     async def stream(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
         raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
@@ -83,17 +125,12 @@ def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
             after = parse_last_event_id(raw_last)
         except ValueError:
             raise InvalidField("Last-Event-ID", "Last-Event-ID must be a window seq") from None
-        subscriber = hub.attach(event_id)
-        try:
-            backlog = await hub.backlog(event_id, after)
-        except (RedisError, OSError) as exc:
-            log.warning("no backlog for %s: %s", event_id, exc)
-            backlog = []
-        return EventSourceResponse(
+        subscriber, backlog = await hub.join(event_id, after)
+        return SwarmStreamResponse(
             _frames(hub, subscriber, backlog, after),
             ping=settings.heartbeat_s,
             ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-            send_timeout=SEND_TIMEOUT_S,
+            send_timeout=settings.send_timeout_s,
             headers={"Access-Control-Allow-Origin": "*"},
         )
 
@@ -108,6 +145,30 @@ def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]
         return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
 
+    async def register_subscriber(request: Request) -> Response:
+        """Assign a client to the least-loaded live node of a cluster (this node's cluster
+        unless the body names one) and answer the stream URL to open there."""
+        event_id = validate_event_id(request.path_params["event_id"])
+        client_id, cluster = _subscriber_request(await request.body(), settings.cluster)
+        try:
+            assignment = await nodes.assign(event_id, client_id, cluster)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"registry unavailable: {exc}") from None
+        return JSONResponse(assignment, status_code=201)
+
+    async def unregister_subscriber(request: Request) -> Response:
+        event_id = validate_event_id(request.path_params["event_id"])
+        client_id = request.path_params["client_id"]
+        if not CLIENT_ID.fullmatch(client_id):
+            raise InvalidField("client_id", "client_id must be 1-64 characters of A-Za-z0-9_.:@-")
+        try:
+            removed = await nodes.unregister(event_id, client_id)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"registry unavailable: {exc}") from None
+        if not removed:
+            raise ApiError(404, "not_found", f"no client {client_id!r} registered for {event_id}")
+        return Response(status_code=204)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse(
             {
@@ -115,6 +176,10 @@ def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
                 "subscribed": hub.subscribed.is_set(),
                 "connections": hub.connections,
                 "windows_received": hub.windows_received,
+                "subscriptions": hub.subscriptions,
+                "windows_filled": hub.windows_filled,
+                "node": nodes.node_id,
+                "cluster": settings.cluster,
             }
         )
 
@@ -130,6 +195,12 @@ def create_delivery_app(settings: Settings, hub: Hub) -> Starlette:
         routes=[
             Route("/v1/events/{event_id}/stream", stream),
             Route("/v1/events/{event_id}/windows", windows),
+            Route("/v1/events/{event_id}/subscribers", register_subscriber, methods=["POST"]),
+            Route(
+                "/v1/events/{event_id}/subscribers/{client_id}",
+                unregister_subscriber,
+                methods=["DELETE"],
+            ),
             Route("/healthz", healthz),
             *page_routes(settings, hub),
         ],

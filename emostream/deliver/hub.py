@@ -8,6 +8,15 @@ with ``Last-Event-ID``), so one slow client never holds memory or the others bac
 
 Seq gaps seen on pub/sub (a lost message, a resubscription) are filled from the event's
 history stream before the newer window is delivered, so clients see every seq.
+
+The subscription is watched, not trusted: a killed connection raises, but a half-open socket
+or a stopped Redis just goes quiet. The hub PINGs on the subscribed connection and declares
+the subscription dead when nothing at all (window, PONG) has come back for
+``subscription_timeout_ms``; it then resubscribes. Every subscribe confirmation (ours, or
+the one redis-py sends when it reconnects by itself) is followed by a fill from history for
+every event that has clients, starting after the seq each client was last given, so a window
+closed while the node was not listening (including before its first subscription) is still
+delivered.
 """
 
 from __future__ import annotations
@@ -33,16 +42,29 @@ FrameKey = tuple[int, int]
 Frame = tuple[FrameKey, bytes]
 RINGS_KEPT = 1024
 RESUBSCRIBE_PAUSE_S = 0.5
+# PINGs per silence limit: a few, so one delayed PONG never declares a live subscription dead.
+PINGS_PER_TIMEOUT = 4
+
+
+class SubscriptionSilent(ConnectionError):
+    """Nothing came back on the subscription for longer than the silence limit."""
 
 
 class Subscriber:
-    __slots__ = ("event_id", "frames", "wake", "closed")
+    """One client's bounded queue: when it is full the newest frame pushes out the oldest
+    undelivered one (latest wins), so a slow reader skips windows instead of being cut off
+    or holding memory; a reader that accepts nothing at all is ended by the send timeout."""
+
+    __slots__ = ("event_id", "frames", "wake", "closed", "after")
 
     def __init__(self, event_id: str, queue_max: int) -> None:
         self.event_id = event_id
         self.frames: deque[Frame] = deque(maxlen=queue_max)
         self.wake = asyncio.Event()
         self.closed = False
+        # The newest seq this client was given by its backlog (or its Last-Event-ID): where
+        # the hub fills from when it (re)subscribes without having seen the event itself.
+        self.after: int | None = None
 
     def offer(self, frame: Frame) -> None:
         self.frames.append(frame)
@@ -60,6 +82,8 @@ class Hub:
         self.subscribed = asyncio.Event()
         self.closing = False
         self.windows_received = 0
+        self.subscriptions = 0
+        self.windows_filled = 0
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -92,6 +116,22 @@ class Hub:
     def _close_subscriber(subscriber: Subscriber) -> None:
         subscriber.closed = True
         subscriber.wake.set()
+
+    async def join(self, event_id: str, after_seq: int | None) -> tuple[Subscriber, list[Frame]]:
+        """Attach a client, then read its backlog; it is attached first so that no window
+        published meanwhile falls between the two (duplicates are dropped by the stream)."""
+        subscriber = self.attach(event_id)
+        subscriber.after = after_seq
+        try:
+            backlog = await self.backlog(event_id, after_seq)
+        except (RedisError, OSError) as exc:
+            log.warning("no backlog for %s: %s", event_id, exc)
+            backlog = []
+        if backlog and (subscriber.after is None or backlog[-1][0][0] > subscriber.after):
+            subscriber.after = backlog[-1][0][0]
+        elif subscriber.after is None and not backlog:
+            subscriber.after = 0  # the event has no history yet: every window is new to it
+        return subscriber, backlog
 
     async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
         """Frames a (re)connecting client gets before live ones.
@@ -144,15 +184,9 @@ class Hub:
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the node's one subscription until ``stop``; resubscribe after any fault."""
         while not stop.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(keys.WINDOWS_CHANNEL)
-                self.subscribed.set()
-                await self._fill_gaps()
-                while not stop.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        await self.receive(message["data"])
+                await self._listen(pubsub, stop)
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 log.warning("window subscription lost (%s); resubscribing", exc)
@@ -167,6 +201,31 @@ class Hub:
                 except (RedisError, OSError):
                     pass
 
+    async def _listen(self, pubsub: Any, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        silence_limit_s = self.settings.subscription_timeout_ms / 1000
+        ping_every_s = silence_limit_s / PINGS_PER_TIMEOUT
+        await pubsub.subscribe(keys.WINDOWS_CHANNEL)
+        heard = pinged = loop.time()
+        while not stop.is_set():
+            message = await pubsub.get_message(timeout=ping_every_s)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                kind = message["type"]
+                if kind == "message":
+                    await self.receive(message["data"])
+                elif kind == "subscribe":
+                    self.subscriptions += 1
+                    await self._fill_gaps()
+                    self.subscribed.set()
+            elif now - heard > silence_limit_s:
+                raise SubscriptionSilent(f"nothing heard for {now - heard:.1f} s")
+            if now - pinged >= ping_every_s:
+                # Answered in order after any pending message; only a live server answers.
+                await pubsub.ping()
+                pinged = now
+
     async def receive(self, payload: bytes) -> None:
         try:
             record = decode_record(payload)
@@ -177,18 +236,41 @@ class Hub:
         if record.revision:
             self._publish_revision(record)
             return
-        last = self._last.get(record.event_id)
-        if last is not None and record.seq > last[0] + 1:
-            for missed in await self.history(record.event_id, last[0], record.seq - last[0] - 1):
-                self._publish(missed)
+        baseline = self._baseline(record.event_id)
+        if baseline is not None and record.seq > baseline + 1:
+            await self._fill(record.event_id, baseline, record.seq - 1)
         self._publish(record)
+
+    def _baseline(self, event_id: str) -> int | None:
+        """The seq after which this node owes the event's clients every window."""
+        last = self._last.get(event_id)
+        if last is not None:
+            return last[0]
+        given = [s.after for s in self._subscribers.get(event_id, ()) if s.after is not None]
+        return min(given) if given else None
+
+    async def _fill(self, event_id: str, after_seq: int, up_to_seq: int | None) -> None:
+        """Publish windows after ``after_seq`` from history, newest ``replay_max`` at most
+        (a client's queue would drop older ones anyway)."""
+        if up_to_seq is not None:
+            after_seq = max(after_seq, up_to_seq - self.settings.replay_max)
+            limit = up_to_seq - after_seq
+        else:
+            limit = self.settings.replay_max
+        if limit <= 0:
+            return
+        for record in await self.history(event_id, after_seq, limit):
+            if up_to_seq is not None and record.seq > up_to_seq:
+                break
+            self.windows_filled += 1
+            self._publish(record)
 
     async def _fill_gaps(self) -> None:
         """After (re)subscribing, deliver what was closed while the subscription was down."""
-        for event_id, last in list(self._last.items()):
-            if event_id in self._subscribers:
-                for record in await self.history(event_id, last[0], self.settings.replay_max):
-                    self._publish(record)
+        for event_id in list(self._subscribers):
+            baseline = self._baseline(event_id)
+            if baseline is not None:
+                await self._fill(event_id, baseline, None)
 
     def _frame(self, record: WindowRecord) -> Frame:
         return (record.seq, record.revision), window_frame(self.rule.window_object(record))

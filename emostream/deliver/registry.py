@@ -1,0 +1,132 @@
+"""Delivery nodes in Redis: each node's heartbeat, and client registration on a cluster.
+
+A node writes ``delivery_node(id)`` with a TTL every third of it and its load into its
+cluster's sorted set. A node is live exactly while its key exists: a killed node stops
+being chosen once its TTL runs out; a stopped one removes itself at once. A registration picks
+the lowest load among the cluster's live nodes and adds one to it at once, so a burst of
+registrations spreads over the nodes before their next heartbeats report real counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .. import keys
+from ..errors import Unavailable
+from ..settings import Settings
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+# A registration is forgotten a day after it was made unless the client registers again.
+CLIENT_REGISTRATION_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Node:
+    node: str
+    cluster: str
+    url: str
+    connections: int
+
+
+def node_id_for(settings: Settings) -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{settings.port}-{secrets.token_hex(2)}"
+
+
+class Registry:
+    def __init__(self, redis: Redis, settings: Settings, hub: Hub) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.hub = hub
+        self.node_id = node_id_for(settings)
+
+    # -- this node ---------------------------------------------------------------------------
+
+    def me(self) -> Node:
+        return Node(
+            self.node_id, self.settings.cluster, self.settings.node_url, self.hub.connections
+        )
+
+    async def beat(self) -> None:
+        me = self.me()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(keys.delivery_node(me.node), json.dumps(asdict(me)), px=self.settings.node_ttl_ms)
+        pipe.zadd(keys.cluster_nodes(me.cluster), {me.node: me.connections})
+        pipe.sadd(keys.CLUSTERS, me.cluster)
+        await pipe.execute()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Heartbeat until ``stop``, then leave the cluster at once."""
+        every_s = self.settings.node_ttl_ms / 3000
+        while not stop.is_set():
+            try:
+                await self.beat()
+            except (RedisError, OSError) as exc:
+                log.warning("delivery heartbeat failed: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                pass
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(keys.delivery_node(self.node_id))
+            pipe.zrem(keys.cluster_nodes(self.settings.cluster), self.node_id)
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not unregister this node (its TTL will): %s", exc)
+
+    # -- every node ----------------------------------------------------------------------------
+
+    async def live_nodes(self, cluster: str) -> list[Node]:
+        """The cluster's live nodes, least loaded first; dead ones are pruned on the way."""
+        loads: Any = await self.redis.zrange(keys.cluster_nodes(cluster), 0, -1, withscores=True)
+        if not loads:
+            return []
+        ids = [member.decode() for member, _load in loads]
+        found: Any = await self.redis.mget([keys.delivery_node(node) for node in ids])
+        live, dead = [], []
+        for (node, (_member, load)), raw in zip(zip(ids, loads, strict=True), found, strict=True):
+            if raw is None:
+                dead.append(node)
+                continue
+            info = json.loads(raw)
+            live.append(Node(node, info["cluster"], info["url"], int(load)))
+        if dead:
+            await self.redis.zrem(keys.cluster_nodes(cluster), *dead)
+        return sorted(live, key=lambda n: (n.connections, n.node))
+
+    async def assign(self, event_id: str, client_id: str, cluster: str) -> dict[str, Any]:
+        nodes = await self.live_nodes(cluster)
+        if not nodes:
+            raise Unavailable(f"no live delivery node in cluster {cluster!r}", code="no_live_node")
+        chosen = nodes[0]
+        assignment = {
+            "client_id": client_id,
+            "event_id": event_id,
+            "cluster": cluster,
+            "node": chosen.node,
+            "stream_url": f"{chosen.url}/v1/events/{event_id}/stream",
+        }
+        shard = keys.shard_of(event_id, self.settings.shards)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zincrby(keys.cluster_nodes(cluster), 1, chosen.node)
+        pipe.hset(keys.event_clients(shard, event_id), client_id, json.dumps(assignment))
+        pipe.expire(keys.event_clients(shard, event_id), CLIENT_REGISTRATION_TTL_S)
+        await pipe.execute()
+        return assignment
+
+    async def unregister(self, event_id: str, client_id: str) -> bool:
+        shard = keys.shard_of(event_id, self.settings.shards)
+        removed: Any = await self.redis.hdel(keys.event_clients(shard, event_id), client_id)
+        return bool(removed)
