@@ -34,6 +34,9 @@ from .closer import WindowCloser
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.5
+# Concurrent read-and-apply loops per worker: while Redis runs one pipeline of apply_batch
+# calls, Python decodes and counts the next read, so the two cores work at once.
+READERS = 2
 
 Entry = tuple[int, bytes, dict[bytes, bytes] | None]
 
@@ -248,11 +251,14 @@ class Worker:
         """Burst mode: claim what is idle, read everything there, return entries processed."""
         await self.ensure_groups()
         processed = await self.claim_idle()
-        while True:
-            count = await self.read_new(block_ms=None)
-            processed += count
-            if count == 0:
-                return processed
+
+        async def reader() -> int:
+            read = 0
+            while count := await self.read_new(block_ms=None):
+                read += count
+            return read
+
+        return processed + sum(await asyncio.gather(*(reader() for _ in range(READERS))))
 
     async def heartbeat(self) -> None:
         info = {
@@ -291,9 +297,8 @@ class Worker:
             await self.heartbeat()
             await _sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
 
-        loops = [
-            asyncio.create_task(_forever(stop, step)) for step in (consume, claim, close, beat)
-        ]
+        steps = [*[consume] * READERS, claim, close, beat]
+        loops = [asyncio.create_task(_forever(stop, step)) for step in steps]
         try:
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
