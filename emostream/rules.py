@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,8 +31,10 @@ def top_n(counts: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
 
 
 class AggregationRule(Protocol):
-    def tally(self, users: Sequence[str], choices: Sequence[str]) -> Counter[str]:
-        """Counts of one slice of reactions that fall in one window."""
+    def tally(self, choices: Counter[str]) -> Counter[str]:
+        """What one batch's reactions in one window add to the window's counts, given how
+        often each choice was sent. (A rule that needs who chose, such as one vote per user,
+        will take the group's user column too; the batch format keeps it per group.)"""
         ...
 
     def window_object(self, record: WindowRecord) -> dict[str, Any]:
@@ -47,8 +49,8 @@ class EmojiSwarmRule:
     top_n: int = 5
     scale: int = 1000
 
-    def tally(self, users: Sequence[str], choices: Sequence[str]) -> Counter[str]:
-        return Counter(choices)
+    def tally(self, choices: Counter[str]) -> Counter[str]:
+        return choices
 
     def window_object(self, record: WindowRecord) -> dict[str, Any]:
         obj: dict[str, Any] = {

@@ -1,8 +1,10 @@
--- Count one raw batch into its events' windows and XACK it, atomically.
+-- Count one raw batch into its events' windows and XACK it, atomically: all or nothing.
 --
--- The XACK gates everything: only the call whose XACK returns 1 counts, so an entry delivered
--- twice (a claim racing a slow owner) is counted once. The batch id is remembered as well, so
--- a batch that ingest appended twice (a retried flush whose reply was lost) is counted once.
+-- Counted once: an entry no longer pending (acknowledged by whoever processed it first, e.g.
+-- a claim racing a slow owner) is skipped, and so is a batch id already counted (a batch that
+-- ingest appended twice after a lost reply); the latter is acknowledged. Redis does not roll
+-- a script back, so every key is type-checked before the first write: a batch that cannot be
+-- applied changes nothing and stays pending, to be retried and dead-lettered.
 -- A tally for a window that already closed is still counted into the kept window keys and the
 -- window is queued for a revision (KEYS[4]); past the revision horizon it is only tallied as
 -- lost in the event's `late` field.
@@ -15,17 +17,30 @@
 -- ARGV[3]  TTL in seconds of window keys and of the batch-id marker (the revision horizon)
 -- ARGV[4]  number of window tallies
 -- then for each tally, 5 values: event id, window start ms, total, msgpack array of
---          [emoji, count, emoji, count, ...], msgpack array of distinct user ids
---          (packed so the client sends 5 arguments, not one per user: per-argument encoding
---          in redis-py cost 80% of a worker's time when users were sent one by one)
--- Returns  {applied (1/0), reactions counted late into closed windows, reactions lost late}
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+--          [emoji, count, emoji, count, ...], msgpack array of the user ids (as ingest packed
+--          them; repeats are harmless to PFADD). Packed so the client sends 5 arguments, not
+--          one per user: per-argument encoding in redis-py cost 80% of a worker's time.
+-- Returns  {1, reactions counted late into closed windows, reactions lost late} when applied,
+--          {0, 0, 0} when skipped as already counted,
+--          {-1, "WRONGTYPE <key>"} when a key has the wrong type (nothing written).
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
   return {0, 0, 0}
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  return {0, 0, 0}
+end
+local expected = {'hash', 'zset', 'string', 'string', 'hash'}
+for i = 0, tonumber(ARGV[4]) - 1 do
+  for j = 1, 5 do
+    local key = KEYS[4 + 5 * i + j]
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'none' and kind ~= expected[j] then
+      return {-1, 'WRONGTYPE ' .. key .. ' is a ' .. kind}
+    end
+  end
 end
 local ttl = tonumber(ARGV[3])
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then
-  return {0, 0, 0}
-end
 local late, lost = 0, 0
 for i = 0, tonumber(ARGV[4]) - 1 do
   local k = 5 + 5 * i
@@ -73,4 +88,6 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     end
   end
 end
+redis.call('SET', KEYS[3], '1', 'EX', ttl)
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return {1, late, lost}

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
 from emostream.aggregate.worker import Worker
-from emostream.batch import PAYLOAD_FIELD
+from emostream.batch import unpack_batch
 from emostream.clock import now_ms
 from emostream.deliver.frames import window_frame
 from emostream.deliver.hub import Hub
@@ -108,26 +107,17 @@ async def test_late_beyond_the_revision_horizon_is_tallied_as_lost(
     assert int(state) == 4
 
 
-def poison_batch() -> bytes:
-    """Decodes as a batch, but its receive times are text: tallying raises TypeError."""
-    return msgpack.packb(
-        {
-            "v": 1,
-            "id": "poison",
-            "p": "p",
-            "wm": 0,
-            "events": {"live": [["u1"], ["🔥"], ["not a time"], [None]]},
-        }
-    )
-
-
 async def test_an_entry_failing_n_times_is_dead_lettered(redis: Redis, fast: Settings) -> None:
+    """An event whose state key was clobbered (a wrong type) makes its batches fail in the
+    Lua step, which then writes nothing; the entry is retried, buried after 3 deliveries with
+    the reason, and the other events keep flowing."""
     buffer, flusher = make_ingest(redis, fast)
     worker = Worker(redis, fast)
     await worker.ensure_groups()
-    raw = keys.raw_stream(0)
-    await redis.xadd(raw, {PAYLOAD_FIELD: poison_batch()})
+    await redis.set(keys.event_state(0, "clobbered"), "not a hash")
     start = window_start(now_ms(), WINDOW_MS)
+    buffer.add("clobbered", reactions([("u1", "🔥")] * 3), now_ms())
+    await flusher.flush()
     buffer.add("live", reactions([("u1", "🔥")]), now_ms())
     await flusher.flush()
     await worker.drain()  # delivery 1: fails, stays pending; the good batch is counted
@@ -139,10 +129,14 @@ async def test_an_entry_failing_n_times_is_dead_lettered(redis: Redis, fast: Set
     await worker.claim_idle(min_idle_ms=0)  # delivered 3 times: buried
     dead: Any = await redis.xrange(keys.dead_letters(0))
     assert len(dead) == 1
-    assert b"failed 3 times" in dead[0][1][b"reason"] and b"TypeError" in dead[0][1][b"reason"]
-    assert dead[0][1][b"payload"] == poison_batch()
+    reason = dead[0][1][b"reason"]
+    assert b"failed 3 times" in reason and b"WRONGTYPE" in reason
+    assert unpack_batch(dead[0][1][b"payload"]).events["clobbered"].users == ["u1"] * 3
+    raw = keys.raw_stream(0)
     pending: Any = await redis.xpending(raw, keys.AGGREGATORS_GROUP)
     assert pending["pending"] == 0
+    # Nothing of the failed batch was written, though its other keys were free.
+    assert await redis.exists(keys.window_counts(0, "clobbered", start)) == 0
     await close_through(flusher, worker, start + WINDOW_MS)
     assert (await history(redis, fast, "live"))[0].total == 1
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import keys
-from ..batch import PAYLOAD_FIELD, Batch, BatchError, WindowTally, tally_batch, unpack_batch
+from ..batch import PAYLOAD_FIELD, BatchError, BatchTally, tally_batch
 from ..clock import now_ms
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts
@@ -42,7 +42,7 @@ Entry = tuple[int, bytes, dict[bytes, bytes] | None]
 
 
 def apply_call(
-    shard: int, entry_id: bytes, batch: Batch, tallies: Sequence[WindowTally], ttl_s: int
+    shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of lua/apply_batch.lua for one batch."""
     call_keys = [
@@ -51,8 +51,8 @@ def apply_call(
         keys.batch_marker(shard, batch.batch_id),
         keys.late_windows(shard),
     ]
-    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(tallies)]
-    for tally in tallies:
+    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.windows)]
+    for tally in batch.windows:
         event, start = tally.event_id, tally.window_start_ms
         call_keys += [
             keys.event_state(shard, event),
@@ -64,7 +64,7 @@ def apply_call(
         flat: list[str | int] = []
         for choice, count in tally.counts.items():
             flat += (choice, count)
-        args += [event, start, tally.total, msgpack.packb(flat), msgpack.packb(list(tally.users))]
+        args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
     return call_keys, args
 
 
@@ -160,10 +160,9 @@ class Worker:
             try:
                 if fields is None:
                     raise BatchError("entry was trimmed from the stream before it was read")
-                batch = unpack_batch(fields[PAYLOAD_FIELD] if PAYLOAD_FIELD in fields else b"")
-                tallies = tally_batch(batch, self.settings.window_ms, self.rule)
+                batch = tally_batch(fields.get(PAYLOAD_FIELD, b""), self.rule)
                 call_keys, args = apply_call(
-                    shard, entry_id, batch, tallies, self.settings.revision_horizon_s
+                    shard, entry_id, batch, self.settings.revision_horizon_s
                 )
             except BatchError as exc:
                 self._dead_letter(pipe, shard, entry_id, fields, str(exc))
@@ -179,13 +178,14 @@ class Worker:
         results = await pipe.execute(raise_on_error=False)
         for index, shard, entry_id, size in calls:
             result = results[index]
-            if isinstance(result, Exception):
-                log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, result)
-                await self.redis.hset(keys.failures(shard), entry_id, str(result))
+            if isinstance(result, Exception) or result[0] == -1:
+                reason = str(result) if isinstance(result, Exception) else _text(result[1])
+                log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, reason)
+                await self.redis.hset(keys.failures(shard), entry_id, reason)
                 self.failed += 1
                 continue
             applied, late, lost = result
-            if applied:
+            if applied == 1:
                 self.batches += 1
                 self.reactions += size
                 self.late += late
@@ -311,6 +311,10 @@ class Worker:
             await self.redis.delete(keys.worker_heartbeat(self.worker_id))
         except (RedisError, OSError):
             pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -74,7 +74,9 @@ class Flusher:
             watermark = now_ms()
             for shard, events in self.buffer.take().items():
                 batch = Batch(uuid.uuid4().hex, self.producer_id, watermark, events)
-                self._unsent[shard].append(PackedBatch(pack_batch(batch), batch.size, watermark))
+                self._unsent[shard].append(
+                    PackedBatch(pack_batch(batch, self.settings.window_ms), batch.size, watermark)
+                )
             results = await asyncio.gather(
                 *(self._flush_shard(shard, watermark) for shard in range(self.settings.shards))
             )
