@@ -88,6 +88,37 @@ async def serve_until(
     await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
+async def serve_with_uvicorn(app: ASGIApp, settings: Settings, stop: asyncio.Event) -> None:
+    """uvicorn for `emostream ingest`: with the plain-ASGI fast path it answered 3.7x the
+    requests/s of hypercorn in a side-by-side run (docs/benchmarks.md). TLS and HTTP/2 are for
+    delivery, which stays on hypercorn."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        # Ingest answers at once; a keep-alive connection idle this long is dropped.
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+
+    async def stop_server() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_server())
+    log.info("serving on http://%s:%d (uvicorn)", settings.host, settings.port)
+    try:
+        # uvicorn takes SIGTERM/SIGINT itself while it serves, and ends serve() on them.
+        await server.serve()
+    finally:
+        watcher.cancel()
+
+
 def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
     """One port for every public path: reaction POSTs to ingest, everything else to delivery.
 
@@ -196,7 +227,10 @@ def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
 
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
     async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
-        await serve_until(app, settings, stop)
+        if settings.ingest_server == "uvicorn":
+            await serve_with_uvicorn(app, settings, stop)
+        else:
+            await serve_until(app, settings, stop)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

@@ -20,13 +20,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from ..ingest.accept import DEFAULT_EVENT
 from ..ingest.validation import validate_event_id
 from ..settings import Settings
 from .hub import Hub
 from .stats import stats_route
 
 STATIC_DIR = Path(__file__).with_name("static")
-DEFAULT_EVENT = "live"
+
 # The pad when no allow-list is configured: the simulator's mix first, then a few more.
 DEFAULT_PAD = ("🔥", "😂", "👏", "❤️", "😮", "😢", "🎉", "👍")
 # Pages name their own origin only; connect-src also covers the SSE stream and the POSTs.

@@ -1,4 +1,4 @@
-"""The ingest HTTP app (Quart): validate, stamp the receive time, buffer, answer 202.
+"""The ingest HTTP app: validate, stamp the receive time, buffer, answer 202.
 
 Nothing here waits on Redis: the flusher writes in the background, so a request costs parsing
 and validation only. All-or-nothing: a request is validated whole before any of it is
@@ -13,21 +13,13 @@ from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..api_errors import error_json, from_http_status
-from ..clock import now_ms
-from ..errors import ApiError, Unavailable
+from ..errors import ApiError
 from ..settings import Settings
+from .accept import Acceptor
 from .buffer import ReactionBuffer
+from .fastpath import ASGIApp, fast_ingest
 from .flusher import Flusher
-from .validation import (
-    SEED_FIELDS,
-    FieldNames,
-    normalize_emoji,
-    parse_body,
-    validate_event_id,
-    validate_reactions,
-)
 
-DEFAULT_EVENT = "live"
 JSON = "application/json"
 
 
@@ -35,46 +27,36 @@ def _error_response(error: ApiError) -> Response:
     return Response(error_json(error), error.status, error.headers(), content_type=JSON)
 
 
-def create_ingest_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
+def create_ingest_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> ASGIApp:
+    """The Quart app, behind the plain-ASGI fast path for the two reaction POSTs."""
+    acceptor = Acceptor(settings, buffer, flusher)
+    return fast_ingest(
+        create_quart_app(settings, acceptor, buffer, flusher), acceptor, settings.max_body_bytes
+    )
+
+
+def create_quart_app(
+    settings: Settings, acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher
+) -> Quart:
     app = Quart("emostream.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # Ingest answers in microseconds; a request that takes longer than this is stuck.
     app.config["BODY_TIMEOUT"] = 30
-    allowed = frozenset(
-        normalized
-        for normalized in (normalize_emoji(e) for e in settings.allowed_emojis)
-        if normalized is not None
-    )
 
-    async def accept(event_id: str, names: FieldNames, payload: Any) -> Response:
-        reactions = validate_reactions(payload, settings.max_batch, allowed, names)
-        if buffer.room() < len(reactions):
-            raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
-        buffer.add(event_id, reactions, now_ms())
-        if buffer.pending >= settings.flush_max:
-            flusher.poke()
-        return Response(b'{"accepted":%d}' % len(reactions), 202, content_type=JSON)
+    def accepted(count: int) -> Response:
+        return Response(b'{"accepted":%d}' % count, 202, content_type=JSON)
 
-    async def read_payload() -> Any:
-        body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-        return parse_body(request.headers.get("Content-Type"), body)
+    async def body() -> bytes:
+        return await request.get_data(cache=False, as_text=False, parse_form_data=False)
 
     @app.post("/v1/events/<event_id>/reactions")
     async def post_reactions(event_id: str) -> Response:
-        validate_event_id(event_id)
-        return await accept(event_id, FieldNames(), await read_payload())
+        content_type = request.headers.get("Content-Type")
+        return accepted(acceptor.reactions(event_id, content_type, await body()))
 
     @app.post("/send_emoji")
     async def send_emoji() -> Response:
-        """Seed-compatible alias: ``{"user_id", "emoji_type", "timestamp", "event_id"?}``."""
-        payload = await read_payload()
-        event_id = DEFAULT_EVENT
-        if isinstance(payload, dict) and "event_id" in payload:
-            candidate = payload["event_id"]
-            if not isinstance(candidate, str):
-                raise ApiError(422, "invalid_field", "event_id must be a string", "event_id")
-            event_id = validate_event_id(candidate)
-        return await accept(event_id, SEED_FIELDS, payload)
+        return accepted(acceptor.send_emoji(request.headers.get("Content-Type"), await body()))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""Accepting a request's reactions: parse, validate whole, stamp, buffer. No framework here,
+so the Quart routes and the ASGI fast path share one implementation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import now_ms
+from ..errors import ApiError, Unavailable
+from ..settings import Settings
+from .buffer import ReactionBuffer
+from .flusher import Flusher
+from .validation import (
+    CONTRACT_FIELDS,
+    SEED_FIELDS,
+    FieldNames,
+    normalize_emoji,
+    parse_body,
+    validate_event_id,
+    validate_reactions,
+)
+
+DEFAULT_EVENT = "live"
+
+
+class Acceptor:
+    def __init__(self, settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> None:
+        self.settings = settings
+        self.buffer = buffer
+        self.flusher = flusher
+        self.allowed = frozenset(
+            normalized
+            for normalized in (normalize_emoji(e) for e in settings.allowed_emojis)
+            if normalized is not None
+        )
+
+    def accept(self, event_id: str, names: FieldNames, payload: Any) -> int:
+        """Buffer every reaction of the payload or none (ApiError); returns how many."""
+        reactions = validate_reactions(payload, self.settings.max_batch, self.allowed, names)
+        if self.buffer.room() < len(reactions):
+            raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
+        self.buffer.add(event_id, reactions, now_ms())
+        if self.buffer.pending >= self.settings.flush_max:
+            self.flusher.poke()
+        return len(reactions)
+
+    def reactions(self, event_id: str, content_type: str | None, body: bytes) -> int:
+        """``POST /v1/events/{event_id}/reactions``."""
+        validate_event_id(event_id)
+        return self.accept(event_id, CONTRACT_FIELDS, parse_body(content_type, body))
+
+    def send_emoji(self, content_type: str | None, body: bytes) -> int:
+        """The seed-compatible ``POST /send_emoji``: ``{"user_id", "emoji_type",
+        "timestamp"?, "event_id"?}``, counted under ``event_id`` or the default event."""
+        payload = parse_body(content_type, body)
+        event_id = DEFAULT_EVENT
+        if isinstance(payload, dict) and "event_id" in payload:
+            candidate = payload["event_id"]
+            if not isinstance(candidate, str):
+                raise ApiError(422, "invalid_field", "event_id must be a string", "event_id")
+            event_id = validate_event_id(candidate)
+        return self.accept(event_id, SEED_FIELDS, payload)
