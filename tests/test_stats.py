@@ -156,3 +156,25 @@ async def test_stats_without_redis_is_a_503(settings: Settings) -> None:
         await nowhere.aclose()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+
+
+@pytest.mark.anyio
+async def test_registered_delivery_nodes_are_listed(redis: Redis, settings: Settings) -> None:
+    from emostream.deliver.registry import Registry
+
+    hubs = [Hub(redis, settings, EmojiSwarmRule()) for _ in range(2)]
+    hubs[1].attach(EVENT)
+    for index, hub in enumerate(hubs):
+        node_settings = Settings(
+            **{**settings.__dict__, "cluster": f"c{index}", "port": 9000 + index}
+        )
+        await Registry(redis, node_settings, hub).beat()
+    # A node whose registration expired (killed) is not listed.
+    await redis.zadd(keys.cluster_nodes("c0"), {"gone": 0})
+    stats = await StatsReader(redis, settings, hubs[0]).snapshot()
+    nodes = sorted(stats["delivery"]["nodes"], key=lambda n: n["cluster"])
+    assert stats["delivery"]["scope"] == "every registered delivery node"
+    assert [(n["cluster"], n["connections"], n["url"]) for n in nodes] == [
+        ("c0", 0, "http://127.0.0.1:9000"),
+        ("c1", 1, "http://127.0.0.1:9001"),
+    ]

@@ -8,7 +8,8 @@ Rates need two samples, and Redis keeps only counters, so this node remembers th
 heartbeat of each worker and a few samples of its own window counter. Rates are therefore
 this node's view, ``None`` until it has seen two samples.
 
-Delivery nodes do not register in Redis yet, so ``delivery`` lists this node only.
+``delivery`` lists every registered delivery node (emostream/deliver/registry.py), or this
+node alone when it is not registered (an app served without the registry, as in tests).
 """
 
 from __future__ import annotations
@@ -249,6 +250,24 @@ class StatsReader:
         ]
         return sorted(rows, key=lambda row: -row["last_active_window_ms"])
 
+    async def delivery_nodes(self) -> list[dict[str, Any]]:
+        """Every live registered delivery node, by cluster (a dead node's key has expired)."""
+        rows: list[dict[str, Any]] = []
+        clusters: Any = await self.redis.smembers(keys.CLUSTERS)
+        for cluster in sorted(c.decode() for c in clusters):
+            members: Any = await self.redis.zrange(keys.cluster_nodes(cluster), 0, -1)
+            if not members:
+                continue
+            found: Any = await self.redis.mget([keys.delivery_node(m.decode()) for m in members])
+            for raw in found:
+                if raw is not None:
+                    info = json.loads(raw)
+                    rows.append(
+                        {name: info[name] for name in ("node", "cluster", "url")}
+                        | {"connections": int(info["connections"])}
+                    )
+        return rows
+
     async def snapshot(self) -> dict[str, Any]:
         now = now_ms()
         beats = await self.heartbeats()
@@ -278,18 +297,32 @@ class StatsReader:
             "workers": workers,
             "shards": shards,
             "producers": producers,
-            "delivery": {
-                "scope": "this node only: delivery nodes do not register in Redis yet",
-                "nodes": [
-                    {
-                        "node": self.node,
-                        "connections": self.hub.connections,
-                        "subscribed": self.hub.subscribed.is_set(),
-                        "windows_received": self.hub.windows_received,
-                    }
-                ],
-            },
+            "delivery": await self.delivery(),
             "events": events,
+        }
+
+    async def delivery(self) -> dict[str, Any]:
+        this_node = {
+            "subscribed": self.hub.subscribed.is_set(),
+            "windows_received": self.hub.windows_received,
+        }
+        nodes = await self.delivery_nodes()
+        if nodes:
+            return {
+                "scope": "every registered delivery node",
+                "this_node": this_node,
+                "nodes": nodes,
+            }
+        alone = {
+            "node": self.node,
+            "cluster": self.settings.cluster,
+            "url": self.settings.node_url,
+            "connections": self.hub.connections,
+        }
+        return {
+            "scope": "this node only: no delivery node is registered",
+            "this_node": this_node,
+            "nodes": [alone],
         }
 
 

@@ -119,9 +119,9 @@ function render(stats) {
     $("nodes"),
     stats.delivery.nodes.map((n) => [
       cell(n.node),
+      cell(n.cluster),
       cell(String(n.connections)),
-      cell(n.subscribed ? "yes" : "no", n.subscribed ? "ok" : "bad"),
-      cell(compactNumber(n.windows_received)),
+      cell(n.url),
     ]),
     4,
     "no node",
