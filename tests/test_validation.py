@@ -12,6 +12,7 @@ from emostream.ingest.validation import (
     parse_body,
     parse_client_ts,
     validate_event_id,
+    validate_reaction,
     validate_reactions,
 )
 
@@ -122,3 +123,26 @@ def test_parse_body_media_types() -> None:
         with pytest.raises(ApiError) as info:
             parse_body(content_type, body)
         assert info.value.status == status
+
+
+def test_the_inline_path_agrees_with_the_full_check() -> None:
+    """Reactions taking the inline common-case path give what the full check gives."""
+    items: list[Any] = [
+        {"user_id": "u1", "emoji": "🔥"},
+        {"user_id": "u2", "emoji": "❤"},  # normalized twice: first full, then from the cache
+        {"user_id": "u2", "emoji": "❤"},
+        {"user_id": "u3", "emoji": "🔥", "ts": 1795000000.5},
+        {"user_id": "u4", "emoji": "🔥", "ts": "2026-11-22T12:00:00.250Z"},
+        {"user_id": "u5", "emoji": "👍🏽", "ts": None},
+    ]
+    expected = [validate_reaction(item, "", ()) for item in items]
+    assert validate_reactions(items, 500) == expected
+    with pytest.raises(ApiError) as info:
+        validate_reactions([*items, {"user_id": "u6", "emoji": "🔥", "ts": -1}], 500)
+    assert info.value.field == "[6].ts"
+    with pytest.raises(ApiError) as info:
+        validate_reactions([*items, {"user_id": "bad id", "emoji": "🔥"}], 500)
+    assert info.value.field == "[6].user_id"
+    with pytest.raises(ApiError) as info:
+        validate_reactions([{"user_id": "u", "emoji": "🔥"}], 500, allowed={"😂"})
+    assert info.value.code == "emoji_not_allowed"
