@@ -119,6 +119,17 @@ async def serve_with_uvicorn(app: ASGIApp, settings: Settings, stop: asyncio.Eve
         watcher.cancel()
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """Complete the ASGI lifespan protocol for an app whose resources are started elsewhere."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
     """One port for every public path: reaction POSTs to ingest, everything else to delivery.
 
@@ -127,13 +138,7 @@ def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            return await answer_lifespan(receive, send)
         path: str = scope.get("path", "")
         if path == "/send_emoji" or path.endswith("/reactions"):
             await ingest(scope, receive, send)

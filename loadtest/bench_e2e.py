@@ -12,12 +12,12 @@ the server received it, by one loopback hop).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 import httpx
 
+from emostream.deliver.frames import stream_swarm_windows
 from emostream.redis_server import PrivateRedis, free_port
 
 from .bench_ingest import make_bodies
@@ -38,16 +38,9 @@ async def _listen(url: str, seconds: float, arrivals: list[tuple[int, int, int, 
             httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=30.0)) as client,
             client.stream("GET", url) as response,
         ):
-            block: list[str] = []
-            async for line in response.aiter_lines():
-                if line:
-                    block.append(line)
-                    continue
-                if "event: swarm" in block:
-                    arrived = time.time() * 1000
-                    data = json.loads("\n".join(x[6:] for x in block if x.startswith("data: ")))
-                    arrivals.append((data["seq"], data["window_start_ms"], data["total"], arrived))
-                block = []
+            async for data in stream_swarm_windows(response.aiter_lines()):
+                arrived = time.time() * 1000
+                arrivals.append((data["seq"], data["window_start_ms"], data["total"], arrived))
 
     try:
         await asyncio.wait_for(read(), seconds)

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from emostream.roles import ingest_running, redis_for
+from emostream.roles import answer_lifespan, ingest_running, redis_for
 from emostream.settings import Settings
 
 ASGIApp = Callable[..., Awaitable[None]]
@@ -30,13 +30,7 @@ HEADERS_202 = [(b"content-type", b"application/json")]
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await answer_lifespan(receive, send)
     if scope["type"] != "http":
         return
     if scope["method"] == "GET":

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
 
 from emostream import keys
-from emostream.aggregate.worker import Worker
+from emostream.deliver.frames import stream_swarm_windows, swarm_windows
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
 from emostream.ingest.validation import Reaction
@@ -29,13 +27,6 @@ async def history(redis: Redis, settings: Settings, event_id: str) -> list[Windo
     return [decode_record(fields[b"w"]) for _id, fields in entries]
 
 
-def summed(records: Iterable[WindowRecord]) -> Counter[str]:
-    total: Counter[str] = Counter()
-    for record in records:
-        total.update(dict(record.counts))
-    return total
-
-
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await check():
@@ -51,18 +42,9 @@ def make_ingest(
     return buffer, Flusher(redis, settings, buffer, producer)
 
 
-async def drain_all(worker: Worker) -> int:
-    return await worker.drain()
-
-
 def sse_events(text: str) -> list[dict[str, Any]]:
     """Parse SSE text into swarm window objects."""
-    windows = []
-    for block in text.split("\n\n"):
-        data = [line[6:] for line in block.split("\n") if line.startswith("data: ")]
-        if data and any(line == "event: swarm" for line in block.split("\n")):
-            windows.append(json.loads("\n".join(data)))
-    return windows
+    return swarm_windows(text.split("\n"))
 
 
 async def read_swarm(
@@ -84,17 +66,10 @@ async def read_swarm(
         ):
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
-            block: list[str] = []
-            async for line in response.aiter_lines():
-                if line:
-                    block.append(line)
-                    continue
-                if "event: swarm" in block:
-                    data = "\n".join(x[6:] for x in block if x.startswith("data: "))
-                    windows.append(json.loads(data))
-                    if until(windows):
-                        return
-                block = []
+            async for window in stream_swarm_windows(response.aiter_lines()):
+                windows.append(window)
+                if until(windows):
+                    return
 
     try:
         await asyncio.wait_for(read(), timeout_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 import redis as sync_redis
 
 from emostream import keys
+from emostream.deliver.frames import stream_swarm_windows
 
 from .conftest import Process, ProcessFactory
 
@@ -39,15 +39,8 @@ class Listener:
             client.stream("GET", self.assignment["stream_url"]) as response,
         ):
             assert response.status_code == 200
-            block: list[str] = []
-            async for line in response.aiter_lines():
-                if line:
-                    block.append(line)
-                    continue
-                if "event: swarm" in block:
-                    data = "\n".join(x[6:] for x in block if x.startswith("data: "))
-                    self.windows.append(json.loads(data))
-                block = []
+            async for window in stream_swarm_windows(response.aiter_lines()):
+                self.windows.append(window)
 
     def newest(self) -> int:
         return self.windows[-1]["seq"] if self.windows else -1

@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from emostream.deliver.frames import parse_last_event_id, retry_frame, window_frame
+from emostream.deliver.frames import (
+    parse_last_event_id,
+    retry_frame,
+    swarm_windows,
+    window_frame,
+)
 
 
 def test_window_frame_is_one_sse_event_with_the_seq_as_id() -> None:
@@ -30,3 +35,9 @@ def test_last_event_id(raw: str | None, seq: int | None) -> None:
 def test_bad_last_event_id(raw: str) -> None:
     with pytest.raises(ValueError):
         parse_last_event_id(raw)
+
+
+def test_swarm_windows_read_back_what_window_frame_wrote() -> None:
+    windows = [{"seq": 1, "top": []}, {"seq": 2, "revision": 1, "top": []}]
+    text = retry_frame(1000) + b": heartbeat\n\n" + b"".join(window_frame(w) for w in windows)
+    assert swarm_windows(text.decode().split("\n")) == windows

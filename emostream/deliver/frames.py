@@ -6,6 +6,7 @@ A window is encoded once per node; every client of the event is sent the same by
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 SWARM_EVENT = "swarm"
@@ -36,3 +37,38 @@ def parse_last_event_id(value: str | None) -> int | None:
     if seq < 0:
         raise ValueError("negative seq")
     return seq
+
+
+def _swarm_window(block: list[str]) -> dict[str, Any] | None:
+    if f"event: {SWARM_EVENT}" not in block:
+        return None
+    window: dict[str, Any] = json.loads("\n".join(x[6:] for x in block if x.startswith("data: ")))
+    return window
+
+
+def swarm_windows(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The client side of ``window_frame``: the window objects in an SSE text's lines."""
+    windows: list[dict[str, Any]] = []
+    block: list[str] = []
+    for line in [*lines, ""]:
+        if line:
+            block.append(line)
+            continue
+        window = _swarm_window(block)
+        if window is not None:
+            windows.append(window)
+        block = []
+    return windows
+
+
+async def stream_swarm_windows(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
+    """The same for a live stream's lines, each window as soon as its frame ends."""
+    block: list[str] = []
+    async for line in lines:
+        if line:
+            block.append(line)
+            continue
+        window = _swarm_window(block)
+        if window is not None:
+            yield window
+        block = []
