@@ -2,8 +2,8 @@
 
 Long-lived pieces (flusher, worker loops, the hub's subscription) are started here, before
 serving, and stopped after: streams are ended first, then the buffer is flushed, so a SIGTERM
-keeps every accepted reaction. hypercorn serves the apps; it has no response timeout, and
-sse-starlette's own shutdown hook only knows uvicorn, so the hub ends streams explicitly.
+keeps every accepted reaction. uvicorn (default) or hypercorn serves the apps; neither ends
+an open stream by itself, so the hub ends them before the server's graceful shutdown.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
 from redis.asyncio import Redis
-from sse_starlette.sse import AppStatus
 
 from .aggregate.worker import Worker
 from .connection import connect
 from .deliver.app import create_delivery_app
+from .deliver.collector import CollectionPacer
 from .deliver.hub import Hub
 from .deliver.registry import Registry
 from .deliver.sockets import tune_client_sockets
@@ -37,6 +37,9 @@ from .settings import Settings
 log = logging.getLogger("emostream")
 
 ASGIApp = Callable[..., Awaitable[None]]
+GRACEFUL_TIMEOUT_S = 5
+# Room for a reconnect storm: thousands of clients coming back within the retry jitter.
+LISTEN_BACKLOG = 4096
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -67,11 +70,26 @@ async def serve_until(
     before_shutdown: Callable[[], None] | None = None,
     tune: Callable[[socket.socket], None] | None = None,
 ) -> None:
+    """Serve ``app`` on the configured server software until ``stop`` (or, on uvicorn, its
+    own SIGTERM/SIGINT handling); ``before_shutdown`` runs first, to end open streams."""
+    if settings.server == "uvicorn":
+        await _serve_with_uvicorn(app, settings, stop, before_shutdown, tune)
+    else:
+        await _serve_with_hypercorn(app, settings, stop, before_shutdown, tune)
+
+
+async def _serve_with_hypercorn(
+    app: ASGIApp,
+    settings: Settings,
+    stop: asyncio.Event,
+    before_shutdown: Callable[[], None] | None,
+    tune: Callable[[socket.socket], None] | None,
+) -> None:
     config = TunedConfig(tune)
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = log
-    config.graceful_timeout = 5.0
+    config.graceful_timeout = GRACEFUL_TIMEOUT_S
     if settings.tls_certfile:
         # hypercorn then offers h2 and http/1.1 over ALPN: browsers multiplex every stream
         # of an origin over one connection instead of six per origin.
@@ -84,39 +102,72 @@ async def serve_until(
             before_shutdown()
 
     scheme = "https" if settings.tls_certfile else "http"
-    log.info("serving on %s://%s:%d", scheme, settings.host, settings.port)
+    log.info("serving on %s://%s:%d (hypercorn)", scheme, settings.host, settings.port)
     await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
-async def serve_with_uvicorn(app: ASGIApp, settings: Settings, stop: asyncio.Event) -> None:
-    """uvicorn for `emostream ingest`: with the plain-ASGI fast path it answered 3.7x the
-    requests/s of hypercorn in a side-by-side run (docs/benchmarks.md). TLS and HTTP/2 are for
-    delivery, which stays on hypercorn."""
+async def _serve_with_uvicorn(
+    app: ASGIApp,
+    settings: Settings,
+    stop: asyncio.Event,
+    before_shutdown: Callable[[], None] | None,
+    tune: Callable[[socket.socket], None] | None,
+) -> None:
+    """uvicorn (httptools) is the default: side by side it answered 3.7x hypercorn's
+    requests/s on ingest (docs/benchmarks.md) and its per-send path is a direct transport
+    write. It speaks HTTP/1.1 only; hypercorn (EMOSTREAM_SERVER=hypercorn) adds HTTP/2."""
     import uvicorn
 
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         lifespan="off",
         access_log=False,
         log_level="warning",
-        # Ingest answers at once; a keep-alive connection idle this long is dropped.
+        # A keep-alive connection idle this long between requests is dropped.
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        backlog=LISTEN_BACKLOG,
+        ssl_certfile=settings.tls_certfile or None,
+        ssl_keyfile=settings.tls_keyfile or None,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Streams never finish by themselves: end them before uvicorn waits for them.
+            if before_shutdown is not None:
+                before_shutdown()
+            await super().shutdown(sockets)
+
+    server = Server(config)
+    listener = _listen(settings.host, settings.port, tune)
 
     async def stop_server() -> None:
         await stop.wait()
         server.should_exit = True
 
     watcher = asyncio.create_task(stop_server())
-    log.info("serving on http://%s:%d (uvicorn)", settings.host, settings.port)
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("serving on %s://%s:%d (uvicorn)", scheme, settings.host, settings.port)
     try:
         # uvicorn takes SIGTERM/SIGINT itself while it serves, and ends serve() on them.
-        await server.serve()
+        await server.serve(sockets=[listener])
     finally:
         watcher.cancel()
+        listener.close()
+
+
+def _listen(host: str, port: int, tune: Callable[[socket.socket], None] | None) -> socket.socket:
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if tune is not None:
+        tune(listener)
+    listener.bind(address)
+    listener.listen(LISTEN_BACKLOG)
+    listener.setblocking(False)
+    return listener
 
 
 async def answer_lifespan(receive: Any, send: Any) -> None:
@@ -208,6 +259,9 @@ async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIt
 @contextlib.asynccontextmanager
 async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
+    pacer = CollectionPacer()
+    pacer.install()
+    hub.idle = pacer.idle
     stop = asyncio.Event()
     task = asyncio.create_task(hub.run(stop), name="hub")
     try:
@@ -216,14 +270,7 @@ async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
         hub.close()
         stop.set()
         await task
-
-
-def _end_streams(hub: Hub) -> Callable[[], None]:
-    def end() -> None:
-        hub.close()
-        AppStatus.should_exit = True
-
-    return end
+        pacer.uninstall()
 
 
 def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
@@ -232,10 +279,7 @@ def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
 
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
     async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
-        if settings.ingest_server == "uvicorn":
-            await serve_with_uvicorn(app, settings, stop)
-        else:
-            await serve_until(app, settings, stop)
+        await serve_until(app, settings, stop)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -251,7 +295,7 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
         node_registered(redis, settings, hub) as registry,
     ):
         app = create_delivery_app(settings, hub, registry)
-        await serve_until(app, settings, stop, _end_streams(hub), client_sockets(settings))
+        await serve_until(app, settings, stop, hub.close, client_sockets(settings))
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
@@ -263,4 +307,4 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         ingest_running(redis, settings) as ingest_app,
     ):
         app = combine(ingest_app, create_delivery_app(settings, hub, registry))
-        await serve_until(app, settings, stop, _end_streams(hub), client_sockets(settings))
+        await serve_until(app, settings, stop, hub.close, client_sockets(settings))

@@ -82,9 +82,9 @@ class Settings:
     worker_heartbeat_ttl_ms: int = 10_000
     # Optional per-event allow-list shared by every event: comma-separated emojis.
     allowed_emojis: tuple[str, ...] = ()
-    # Server software of `emostream ingest`: uvicorn (default, picked by measurement) or
-    # hypercorn (still supported). Delivery and `emostream up` run on hypercorn.
-    ingest_server: str = "uvicorn"
+    # Server software of every role: uvicorn (default, picked by measurement) or hypercorn
+    # (also serves HTTP/2, over TLS to browsers).
+    server: str = "uvicorn"
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -127,8 +127,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}BUFFER_MAX must be at least {PREFIX}FLUSH_MAX")
         if self.heartbeat_s <= 0 or self.event_idle_s <= 0:
             raise ConfigError("EMOSTREAM_HEARTBEAT_S and EMOSTREAM_EVENT_IDLE_S must be positive")
-        if self.ingest_server not in ("uvicorn", "hypercorn"):
-            raise ConfigError(f"{PREFIX}INGEST_SERVER must be uvicorn or hypercorn")
+        if self.server not in ("uvicorn", "hypercorn"):
+            raise ConfigError(f"{PREFIX}SERVER must be uvicorn or hypercorn")
         if self.send_timeout_s <= 0:
             raise ConfigError(f"{PREFIX}SEND_TIMEOUT_S must be positive")
         if not _CLUSTER_NAME.fullmatch(self.cluster):

@@ -346,7 +346,7 @@ def server_choice(rows: list[dict[str, Any]]) -> list[str]:
     )
     out += [
         f"- {verdict} `emostream ingest` serves on uvicorn by default "
-        "(`EMOSTREAM_INGEST_SERVER=hypercorn` keeps hypercorn): it serves the reaction POSTs "
+        "(`EMOSTREAM_SERVER=hypercorn` keeps hypercorn): it serves the reaction POSTs "
         "through the plain-ASGI fast path, and uvicorn gives it several times hypercorn's "
         "requests/s for single reactions in the table above; granian is close to uvicorn but "
         "adds a Rust server binary for no clear gain."

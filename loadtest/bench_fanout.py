@@ -14,7 +14,8 @@ emostream is sent real window records: the msgpack array of ``lua/close_window.l
 to the event's history and PUBLISHed on ``emostream:windows`` of a private Redis, as the
 closer does. nchan is POSTed the same JSON object its clients then receive.
 
-Our delivery runs as ``emostream delivery`` (its CLI ``main``, hypercorn) inside a thin
+Our delivery runs as ``emostream delivery`` (its CLI ``main``; uvicorn unless
+``EMOSTREAM_SERVER`` says hypercorn) inside a thin
 wrapper that logs every full garbage collection and obeys SIGUSR1 (run ``gc.collect()`` now),
 SIGUSR2 (``gc.freeze()`` now) and SIGHUP (count the tracked objects), for the GC phase: a
 series of windows during which a full collection is forced with the clients connected, before
@@ -252,7 +253,11 @@ class Delivery:
         self.history = keys.window_history(shard, EVENT_ID)
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EMOSTREAM_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("EMOSTREAM_") or k == "EMOSTREAM_SERVER"
+        }
         env["EMOSTREAM_REDIS_URL"] = self.redis_url
         self.process = subprocess.Popen(
             [sys.executable, "-m", "loadtest.bench_fanout", "serve-delivery"]
@@ -688,8 +693,11 @@ def versions(nchan: Nchan) -> dict[str, str]:
 
     return {
         "python": platform.python_version(),
+        "server": os.environ.get("EMOSTREAM_SERVER") or "uvicorn",
+        "uvicorn": version("uvicorn"),
+        "uvloop": version("uvloop"),
+        "httptools": version("httptools"),
         "hypercorn": version("hypercorn"),
-        "sse-starlette": version("sse-starlette"),
         "starlette": version("starlette"),
         "redis-server": subprocess.run(
             ["redis-server", "--version"], capture_output=True, text=True
@@ -777,7 +785,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"windows, then {report['publishes']} windows {report['interval_s']} s apart "
         f"(emostream's windows close every 2 s). Every window is the JSON of an 8-emoji "
         f"window ({report['payload_bytes']} bytes of `data:`).",
-        "- emostream: `emostream delivery` (hypercorn, one process) subscribed to a private "
+        f"- emostream: `emostream delivery` ({v['server']}, one process) subscribed to a private "
         "redis-server; windows are the msgpack records of `lua/close_window.lua`, XADDed to "
         "history and PUBLISHed on `emostream:windows`. nchan: nginx, `worker_processes 1`, "
         "`nchan_subscriber eventsource`, the same JSON POSTed to its publisher location.",
@@ -883,12 +891,13 @@ def markdown(report: dict[str, Any]) -> str:
             "process is made to run a full `gc.collect()` (SIGUSR1, on its main thread, as an "
             "automatic full collection would): first as shipped, then after `gc.freeze()` was "
             "called with every client connected (SIGUSR2). Largest gap: the worst window of "
-            "the series; the other windows' median gap is given for comparison. Automatic full "
-            "collections: those the interpreter ran by itself during the series.",
+            "the series; the other windows' median gap is given for comparison. Unforced full "
+            "collections: those run during the series without the signal (by the delivery "
+            "process's collection pacer, between windows, or by the interpreter).",
             "",
             "| series | forced full collection took | objects tracked | largest gap "
             "| median window's gap | last client, worst window | last client p50 "
-            "| automatic full collections | receipts missing |",
+            "| unforced full collections | receipts missing |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name in ("collect", "freeze, then collect"):
@@ -905,7 +914,8 @@ def markdown(report: dict[str, Any]) -> str:
         auto = ours["auto_full_gc"]
         lines += [
             "",
-            "Automatic full (generation 2) collections in the delivery process, timed by a "
+            "Unforced full (generation 2) collections in the delivery process (the pacer's, "
+            "between windows, or the interpreter's), timed by a "
             f"`gc.callbacks` hook: {auto['all']} from start-up to the end of the measured "
             f"windows (longest {auto['all_max_ms']:.0f} ms), of which {auto['during_windows']} "
             f"during the measured windows (longest {auto['during_windows_max_ms']:.0f} ms).",

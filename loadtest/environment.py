@@ -17,7 +17,6 @@ PACKAGES = (
     "redis",
     "hiredis",
     "starlette",
-    "sse-starlette",
     "uvicorn",
     "granian",
     "flask",

@@ -226,7 +226,8 @@ def test_a_tap_shows_in_the_swarm_and_the_top(browser: Browser, processes: Proce
 
     seen = viewer.wait("🔥 and 😂 in the top-N and 🔥 in the swarm", lambda: witnessed(viewer))
     assert seen["top"] == {"🔥": "1", "😂": "1"}
-    assert seen["moved"], "icons rise"
+    # An icon has to be sampled in two animation frames before it can be seen moving.
+    assert viewer.wait("an icon rising", lambda: viewer.get("window.witness")["moved"] or None)
     # prefers-reduced-motion: the same swarm, but icons fade where they are.
     seen = calm.wait("🔥 in the reduced-motion swarm", lambda: witnessed(calm))
     assert seen["top"] == {"🔥": "1", "😂": "1"}

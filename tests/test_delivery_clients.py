@@ -1,4 +1,5 @@
-"""Slow, stalled and vanished clients of a real delivery server (hypercorn, real sockets).
+"""Slow, stalled and vanished clients of a real delivery server (uvicorn and hypercorn, real
+sockets), and HTTP/2 over TLS on hypercorn.
 
 Windows are written the way ``close_window.lua`` writes them (history entry + PUBLISH), with a
 wide top-N so each frame is ~10 KB and socket buffers fill in a few dozen windows.
@@ -8,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -19,6 +24,7 @@ from redis.asyncio import Redis
 
 from emostream import keys
 from emostream.deliver.app import create_delivery_app
+from emostream.deliver.frames import stream_swarm_windows
 from emostream.deliver.hub import Hub
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.roles import client_sockets, serve_until
@@ -34,9 +40,10 @@ EMOJIS_PER_WINDOW = 300
 WINDOWS = 60
 
 
-@pytest.fixture
-def wide(redis_server: PrivateRedis) -> Settings:
+@pytest.fixture(params=["uvicorn", "hypercorn"])
+def wide(request: pytest.FixtureRequest, redis_server: PrivateRedis) -> Settings:
     return Settings(
+        server=request.param,
         redis_url=redis_server.url,
         shards=2,
         top_n=EMOJIS_PER_WINDOW,
@@ -194,6 +201,108 @@ async def test_a_client_that_disconnects_is_freed(server: Hub, wide: Settings) -
     await eventually(connections_at_least(hub, 1), timeout_s=20)
     sock.close()
     await eventually(connections_at_most(hub, 0), timeout_s=20)
+
+
+async def test_idle_runs_once_every_client_has_written_the_window(
+    server: Hub, redis: Redis, wide: Settings
+) -> None:
+    """The collection pacer's moment: queued behind every client's wake-up, so each client
+    has taken the window and finished writing it (nothing here reads slowly)."""
+    hub = server
+    clients = [raw_client(wide.port) for _ in range(50)]
+    seen: list[list[tuple[int, bool]]] = []
+
+    def idle() -> None:
+        if not hub.windows_received:
+            return  # a quiet tick before the window
+        subscribers = [s for group in hub._subscribers.values() for s in group]
+        seen.append([(s.sent[0], s.sending_since is None) for s in subscribers])
+
+    try:
+        await eventually(connections_at_least(hub, 50), timeout_s=20)
+        hub.idle = idle
+        await publish_window(redis, wide, 1)
+        await eventually(_true_when(lambda: bool(seen)), timeout_s=10)
+        assert seen[0] == [(1, True)] * 50
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def _true_when(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 made by openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+async def test_hypercorn_streams_windows_over_http2_with_tls(
+    redis: Redis, redis_server: PrivateRedis, tls_files: tuple[str, str]
+) -> None:
+    import httpx
+
+    certfile, keyfile = tls_files
+    settings = Settings(
+        server="hypercorn",
+        redis_url=redis_server.url,
+        shards=2,
+        port=free_port(),
+        tls_certfile=certfile,
+        tls_keyfile=keyfile,
+    )
+    hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
+    stop = asyncio.Event()
+    hub_task = asyncio.create_task(hub.run(stop))
+    serving = asyncio.create_task(
+        serve_until(create_delivery_app(settings, hub), settings, stop, hub.close)
+    )
+    try:
+        await asyncio.wait_for(hub.subscribed.wait(), 10)
+        async with httpx.AsyncClient(http2=True, verify=False, timeout=10) as client:
+            for _ in range(100):  # the listener may not be up yet
+                try:
+                    health = await client.get(f"{settings.node_url}/healthz")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            assert settings.node_url.startswith("https://")
+            assert health.http_version == "HTTP/2"
+            assert health.json()["role"] == "delivery"
+
+            got: list[dict[str, Any]] = []
+            url = f"{settings.node_url}/v1/events/{EVENT}/stream"
+            async with client.stream("GET", url) as response:
+                assert response.http_version == "HTTP/2"
+                await eventually(connections_at_least(hub, 1), timeout_s=10)
+                for seq in (1, 2):
+                    await publish_window(redis, settings, seq)
+                lines = response.aiter_lines()
+                async for window in stream_swarm_windows(lines):
+                    got.append(window)
+                    if len(got) == 2:
+                        break
+        assert [w["seq"] for w in got] == [1, 2]
+        assert len(got[0]["top"]) == settings.top_n
+    finally:
+        stop.set()
+        hub.close()
+        await asyncio.gather(hub_task, serving)
 
 
 def test_sse_parse_helper_is_shared() -> None:

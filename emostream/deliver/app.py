@@ -1,4 +1,4 @@
-"""The delivery HTTP app (Starlette + sse-starlette): the swarm stream and window history."""
+"""The delivery HTTP app (Starlette): the swarm stream, window history and client registration."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
-from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,10 +20,11 @@ from ..api_errors import error_json, from_http_status
 from ..errors import ApiError, InvalidField, MalformedBody, Unavailable
 from ..ingest.validation import validate_event_id
 from ..settings import Settings
-from .frames import parse_last_event_id, retry_frame
-from .hub import Frame, Hub, Subscriber
+from .frames import parse_last_event_id
+from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
+from .stream import SwarmStream
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +52,6 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise InvalidField(name, f"{name} must be between {low} and {high}")
     return value
-
-
-async def _frames(
-    hub: Hub, subscriber: Subscriber, backlog: list[Frame], after: int | None
-) -> AsyncIterator[bytes]:
-    try:
-        yield retry_frame(RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS))
-        sent = (after, 1 << 30) if after is not None else (-1, 0)
-        for key, frame in backlog:
-            if key > sent:
-                sent = key
-                yield frame
-        while not subscriber.closed:
-            await subscriber.wake.wait()
-            subscriber.wake.clear()
-            while subscriber.frames:
-                key, frame = subscriber.frames.popleft()
-                if key[1]:  # a revision of a window already sent
-                    yield frame
-                elif key > sent:
-                    sent = key
-                    yield frame
-    finally:
-        hub.detach(subscriber)
-
-
-class SwarmStreamResponse(EventSourceResponse):
-    """A stalled client is expected, not an error: its stream ends with one log line."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except* SendTimeoutError:
-            log.info("ended a stream whose client accepted nothing for %s s", self.send_timeout)
 
 
 def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
@@ -126,13 +90,8 @@ def create_delivery_app(
         except ValueError:
             raise InvalidField("Last-Event-ID", "Last-Event-ID must be a window seq") from None
         subscriber, backlog = await hub.join(event_id, after)
-        return SwarmStreamResponse(
-            _frames(hub, subscriber, backlog, after),
-            ping=settings.heartbeat_s,
-            ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
-            send_timeout=settings.send_timeout_s,
-            headers={"Access-Control-Allow-Origin": "*"},
-        )
+        retry_ms = RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS)
+        return SwarmStream(hub, subscriber, backlog, after, retry_ms)
 
     async def windows(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])

@@ -22,8 +22,10 @@ delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -44,18 +46,38 @@ RINGS_KEPT = 1024
 RESUBSCRIBE_PAUSE_S = 0.5
 # PINGs per silence limit: a few, so one delayed PONG never declares a live subscription dead.
 PINGS_PER_TIMEOUT = 4
+# Heartbeats and send timeouts are checked this often (or more often if they are shorter).
+TEND_TICK_MAX_S = 1.0
 
 
 class SubscriptionSilent(ConnectionError):
     """Nothing came back on the subscription for longer than the silence limit."""
 
 
+HEARTBEAT = b": heartbeat\n\n"
+
+
 class Subscriber:
     """One client's bounded queue: when it is full the newest frame pushes out the oldest
     undelivered one (latest wins), so a slow reader skips windows instead of being cut off
-    or holding memory; a reader that accepts nothing at all is ended by the send timeout."""
+    or holding memory; a reader that accepts nothing at all is ended by the send timeout.
 
-    __slots__ = ("event_id", "frames", "wake", "closed", "after")
+    Heartbeats and the send timeout are the hub's: one pass over every subscriber a tick
+    (``Hub.tend``) instead of a timer per client and a timeout scope around every send."""
+
+    __slots__ = (
+        "event_id",
+        "frames",
+        "wake",
+        "closed",
+        "after",
+        "sent",
+        "fresh",
+        "heartbeat_due",
+        "sending_since",
+        "task",
+        "timed_out",
+    )
 
     def __init__(self, event_id: str, queue_max: int) -> None:
         self.event_id = event_id
@@ -65,10 +87,56 @@ class Subscriber:
         # The newest seq this client was given by its backlog (or its Last-Event-ID): where
         # the hub fills from when it (re)subscribes without having seen the event itself.
         self.after: int | None = None
+        # The newest window written to this client: older or repeated frames are skipped.
+        self.sent: FrameKey = (-1, 0)
+        # Offered a frame since the last heartbeat tick (then it needs no heartbeat).
+        self.fresh = False
+        self.heartbeat_due = False
+        # Loop time a write to the client began and has not finished; None when idle.
+        self.sending_since: float | None = None
+        # The task serving the client's stream, cancelled if a write outlives the timeout.
+        self.task: asyncio.Task[Any] | None = None
+        self.timed_out = False
 
     def offer(self, frame: Frame) -> None:
         self.frames.append(frame)
+        self.fresh = True
         self.wake.set()
+
+    def start(self, backlog: list[Frame], after: int | None) -> list[bytes]:
+        """The backlog frames a client is owed first: those after its Last-Event-ID (a
+        window whose seq it names may still come as a revision), each seq once."""
+        self.sent = (after, 1 << 30) if after is not None else (-1, 0)
+        chunks: list[bytes] = []
+        for key, frame in backlog:
+            if key > self.sent:
+                self.sent = key
+                chunks.append(frame)
+        return chunks
+
+    def take(self) -> bytes:
+        """Everything queued for the client as one write: new windows, revisions of sent
+        ones, or a heartbeat comment if there is nothing else."""
+        chunks: list[bytes] = []
+        frames = self.frames
+        while frames:
+            key, frame = frames.popleft()
+            if key[1]:  # a revision of a window already sent
+                chunks.append(frame)
+            elif key > self.sent:
+                self.sent = key
+                chunks.append(frame)
+        if self.heartbeat_due:
+            self.heartbeat_due = False
+            if not chunks:
+                return HEARTBEAT
+        return b"".join(chunks)
+
+    def time_out(self) -> None:
+        self.timed_out = True
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
 
 
 class Hub:
@@ -84,6 +152,9 @@ class Hub:
         self.windows_received = 0
         self.subscriptions = 0
         self.windows_filled = 0
+        # Called when the node owes its clients nothing: right after a window was handed to
+        # every client, and on ticks without windows (the collection pacer, in a server).
+        self.idle: Callable[[], None] | None = None
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -182,7 +253,56 @@ class Hub:
     # -- pub/sub ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold the node's one subscription until ``stop``; resubscribe after any fault."""
+        """Hold the node's one subscription until ``stop``; resubscribe after any fault.
+        Meanwhile tend the clients: heartbeats and send timeouts."""
+        tending = asyncio.create_task(self._tend_until(stop), name="hub-tend")
+        try:
+            await self._subscribe_until(stop)
+        finally:
+            tending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tending
+
+    async def _tend_until(self, stop: asyncio.Event) -> None:
+        tick_s = min(TEND_TICK_MAX_S, self.settings.heartbeat_s, self.settings.send_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        heartbeat_at = loop.time() + self.settings.heartbeat_s
+        received = self.windows_received
+        while not stop.is_set():
+            await asyncio.sleep(tick_s)
+            now = loop.time()
+            beat = now >= heartbeat_at
+            if beat:
+                heartbeat_at = now + self.settings.heartbeat_s
+            self.tend(now, beat)
+            if self.windows_received == received and self.idle is not None:
+                self.idle()
+            received = self.windows_received
+
+    def tend(self, now: float, beat: bool) -> None:
+        """End the streams of clients whose last write has been stuck for longer than the
+        send timeout; with ``beat``, give a heartbeat to every client that was sent nothing
+        since the last one (so proxies and browsers see a live stream)."""
+        deadline = now - self.settings.send_timeout_s
+        stuck: list[Subscriber] = []
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                since = subscriber.sending_since
+                if since is not None and since < deadline:
+                    stuck.append(subscriber)
+                elif beat:
+                    if not subscriber.fresh:
+                        subscriber.heartbeat_due = True
+                        subscriber.wake.set()
+                    subscriber.fresh = False
+        for subscriber in stuck:
+            log.info(
+                "ending a stream whose client accepted nothing for %s s",
+                self.settings.send_timeout_s,
+            )
+            subscriber.time_out()
+
+    async def _subscribe_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             pubsub = self.redis.pubsub()
             try:
@@ -240,6 +360,10 @@ class Hub:
         if baseline is not None and record.seq > baseline + 1:
             await self._fill(record.event_id, baseline, record.seq - 1)
         self._publish(record)
+        if self.idle is not None:
+            # Queued behind the wake-up of every client just offered the window, so it runs
+            # once each of them has written it.
+            asyncio.get_running_loop().call_soon(self.idle)
 
     def _baseline(self, event_id: str) -> int | None:
         """The seq after which this node owes the event's clients every window."""
