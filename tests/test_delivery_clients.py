@@ -160,6 +160,10 @@ async def test_slow_and_vanished_clients_never_delay_a_normal_one(
             await publish_window(redis, wide, seq)
             await asyncio.sleep(0.03)
         windows = await normal
+        # The normal client has left; the slow and stalled ones are still attached, and the
+        # server made writes to both wait (finished, or timed out, in their own tasks).
+        subscribers = [s for group in hub._subscribers.values() for s in group]
+        assert [s.waits > 0 for s in subscribers] == [True, True]
         # Every window, in order, while the others were stuck behind their sockets.
         assert [w["seq"] for w in windows] == list(range(1, WINDOWS + 1))
         assert len(windows[-1]["top"]) == EMOJIS_PER_WINDOW

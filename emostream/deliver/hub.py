@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,6 +48,8 @@ RESUBSCRIBE_PAUSE_S = 0.5
 PINGS_PER_TIMEOUT = 4
 # Heartbeats and send timeouts are checked this often (or more often if they are shorter).
 TEND_TICK_MAX_S = 1.0
+# Windows missed in a row before a tick counts as quiet.
+QUIET_WINDOWS = 2
 
 
 class SubscriptionSilent(ConnectionError):
@@ -77,6 +79,9 @@ class Subscriber:
         "sending_since",
         "task",
         "timed_out",
+        "push",
+        "resume",
+        "waits",
     )
 
     def __init__(self, event_id: str, queue_max: int) -> None:
@@ -97,11 +102,25 @@ class Subscriber:
         # The task serving the client's stream, cancelled if a write outlives the timeout.
         self.task: asyncio.Task[Any] | None = None
         self.timed_out = False
+        # Writes what is queued from the caller's own call, when the stream allows it (set
+        # by the stream once its response has started); otherwise the stream's task is woken.
+        self.push: Callable[[], None] | None = None
+        # A write ``push`` began that the server made wait: the stream's task finishes it.
+        self.resume: Awaitable[None] | None = None
+        self.waits = 0  # writes the server made wait (the client reads slowly)
 
     def offer(self, frame: Frame) -> None:
         self.frames.append(frame)
         self.fresh = True
-        self.wake.set()
+        self.poke()
+
+    def poke(self) -> None:
+        """Have what is queued written: at once if no write is in progress, else by the
+        stream's task when the one in progress is done."""
+        if self.push is not None and self.sending_since is None:
+            self.push()
+        else:
+            self.wake.set()
 
     def start(self, backlog: list[Frame], after: int | None) -> list[bytes]:
         """The backlog frames a client is owed first: those after its Last-Event-ID (a
@@ -130,7 +149,7 @@ class Subscriber:
             self.heartbeat_due = False
             if not chunks:
                 return HEARTBEAT
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -267,7 +286,7 @@ class Hub:
         tick_s = min(TEND_TICK_MAX_S, self.settings.heartbeat_s, self.settings.send_timeout_s / 4)
         loop = asyncio.get_running_loop()
         heartbeat_at = loop.time() + self.settings.heartbeat_s
-        received = self.windows_received
+        received, heard_at = self.windows_received, loop.time()
         while not stop.is_set():
             await asyncio.sleep(tick_s)
             now = loop.time()
@@ -275,9 +294,12 @@ class Hub:
             if beat:
                 heartbeat_at = now + self.settings.heartbeat_s
             self.tend(now, beat)
-            if self.windows_received == received and self.idle is not None:
+            if self.windows_received != received:
+                received, heard_at = self.windows_received, now
+            elif self.idle is not None and now - heard_at > QUIET_WINDOWS * self.settings.window_s:
+                # No windows are flowing, so none can be delayed. (While they flow, idle runs
+                # right after each fan-out: a tick could fall just before the next window.)
                 self.idle()
-            received = self.windows_received
 
     def tend(self, now: float, beat: bool) -> None:
         """End the streams of clients whose last write has been stuck for longer than the
@@ -293,7 +315,7 @@ class Hub:
                 elif beat:
                     if not subscriber.fresh:
                         subscriber.heartbeat_due = True
-                        subscriber.wake.set()
+                        subscriber.poke()
                     subscriber.fresh = False
         for subscriber in stuck:
             log.info(
