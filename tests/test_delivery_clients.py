@@ -26,6 +26,7 @@ from emostream import keys
 from emostream.deliver.app import create_delivery_app
 from emostream.deliver.frames import stream_swarm_windows
 from emostream.deliver.hub import Hub
+from emostream.deliver.sockets import tune_client_sockets
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.roles import client_sockets, serve_until
 from emostream.rules import EmojiSwarmRule
@@ -231,6 +232,23 @@ async def test_idle_runs_once_every_client_has_written_the_window(
     finally:
         for sock in clients:
             sock.close()
+
+
+@pytest.mark.parametrize("server_software", ["uvicorn", "hypercorn"])
+def test_accepted_client_sockets_inherit_the_listener_options(server_software: str) -> None:
+    """What bounds a vanished peer (no FIN, no ACKs) on uvicorn: the kernel's TCP_USER_TIMEOUT
+    (here it could not be exercised: this machine's kernel has no tc classifiers to drop a
+    peer's packets), inherited by every accepted socket from the listener."""
+    settings = Settings(server=server_software, send_timeout_s=3.0)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        tune_client_sockets(listener, settings)
+        with socket.create_connection(listener.getsockname()) as _client:
+            accepted, _address = listener.accept()
+            with accepted:
+                user_timeout = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+                send_buffer = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    assert user_timeout == (3000 if server_software == "uvicorn" else 0)
+    assert send_buffer == 2 * settings.client_send_buffer_bytes  # Linux doubles it
 
 
 def _true_when(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
