@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port")}
         settings = Settings.from_env(**overrides)
         logging.getLogger("emostream").info("%s: %s", args.command, settings.describe())
-        asyncio.run(_run(RUNNERS[args.command], settings))
+        roles.run_on_fastest_loop(_run(RUNNERS[args.command], settings))
     except EmostreamError as exc:
         print(f"emostream: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ from emostream.ingest.flusher import Flusher
 from emostream.ingest.validation import Reaction
 from emostream.records import decode_record
 from emostream.redis_server import PrivateRedis
+from emostream.roles import run_on_fastest_loop
 
 from .audience import EMOJI_MIX
 from .procs import ROOT, child, child_env
@@ -372,9 +373,9 @@ def main() -> None:
     parser.add_argument("b")
     args = parser.parse_args()
     if args.mode == "feed":
-        result = asyncio.run(_feed(args.redis_url, int(args.a), float(args.b)))
+        result = run_on_fastest_loop(_feed(args.redis_url, int(args.a), float(args.b)))
     else:
-        result = asyncio.run(_drain(args.redis_url, float(args.a), args.mode, args.b))
+        result = run_on_fastest_loop(_drain(args.redis_url, float(args.a), args.mode, args.b))
     print(json.dumps(result))
 
 

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from emostream.roles import answer_lifespan, ingest_running, redis_for
+from emostream.roles import answer_lifespan, ingest_running, redis_for, run_on_fastest_loop
 from emostream.settings import Settings
 
 ASGIApp = Callable[..., Awaitable[None]]
@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(args.target, args.server, args.port))
+    # The loop every emostream role runs on, for every server compared here alike.
+    run_on_fastest_loop(run(args.target, args.server, args.port))
 
 
 if __name__ == "__main__":
