@@ -34,7 +34,7 @@ from emostream.clock import now_ms
 from emostream.connection import connect
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
-from emostream.ingest.validation import Reaction
+from emostream.ingest.validation import Reaction, ReactionColumns
 from emostream.records import decode_record
 from emostream.redis_server import PrivateRedis
 from emostream.roles import run_on_fastest_loop
@@ -58,15 +58,15 @@ def events_one_per_shard(shards: int) -> list[str]:
     return [found[shard] for shard in range(shards)]
 
 
-def reaction_chunks(count: int, seed: int = 3) -> list[list[Reaction]]:
+def reaction_chunks(count: int, seed: int = 3) -> list[ReactionColumns]:
     """Chunks of 100 reactions (a client-batched POST) from a 200k-user audience."""
     rng = random.Random(seed)
     emojis, weights = list(EMOJI_MIX), list(EMOJI_MIX.values())
     return [
-        [
+        ReactionColumns.of(
             Reaction(f"u-{rng.randrange(200_000)}", emoji, None)
             for emoji in rng.choices(emojis, weights, k=100)
-        ]
+        )
         for _ in range(count)
     ]
 

@@ -12,13 +12,13 @@ from emostream import keys
 from emostream.deliver.frames import stream_swarm_windows, swarm_windows
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
-from emostream.ingest.validation import Reaction
+from emostream.ingest.validation import Reaction, ReactionColumns
 from emostream.records import WindowRecord, decode_record
 from emostream.settings import Settings
 
 
-def reactions(pairs: Iterable[tuple[str, str]]) -> list[Reaction]:
-    return [Reaction(user, emoji, None) for user, emoji in pairs]
+def reactions(pairs: Iterable[tuple[str, str]]) -> ReactionColumns:
+    return ReactionColumns.of(Reaction(user, emoji, None) for user, emoji in pairs)
 
 
 async def history(redis: Redis, settings: Settings, event_id: str) -> list[WindowRecord]:

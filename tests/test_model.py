@@ -21,7 +21,7 @@ from emostream.connection import connect
 from emostream.deliver.hub import Hub
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
-from emostream.ingest.validation import Reaction
+from emostream.ingest.validation import Reaction, ReactionColumns
 from emostream.redis_server import PrivateRedis
 from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
@@ -80,7 +80,7 @@ class PipelineModel(RuleBasedStateMachine):
     def ingest(self, producer: int, emoji: str, count: int, advance_ms: int) -> None:
         self.clocks[producer] += advance_ms
         received = self.clocks[producer]
-        reactions = [Reaction(f"u{i % 7}", emoji, None) for i in range(count)]
+        reactions = ReactionColumns.of(Reaction(f"u{i % 7}", emoji, None) for i in range(count))
         self.buffers[producer].add(EVENT, reactions, received)
         self.truth.setdefault(window_start(received, WINDOW_MS), Counter())[emoji] += count
 

@@ -88,9 +88,9 @@ def test_bad_reactions(payload: Any, status: int, field: str | None) -> None:
 
 
 def test_good_reactions_single_and_array() -> None:
-    assert [r.emoji for r in validate_reactions(GOOD, 500)] == ["🔥"]
+    assert validate_reactions(GOOD, 500).emojis == ["🔥"]
     many = validate_reactions([GOOD] * 500, 500)
-    assert len(many) == 500 and many[0].user_id == "u-123"
+    assert len(many) == 500 and many.rows()[0].user_id == "u-123"
 
 
 def test_allow_list() -> None:
@@ -104,7 +104,7 @@ def test_seed_field_names_are_reported_as_sent() -> None:
     ok = validate_reactions(
         {"user_id": "u", "emoji_type": "🔥", "timestamp": 1}, 500, (), SEED_FIELDS
     )
-    assert ok[0].client_ts_ms == 1000
+    assert ok.client_ts_ms == [1000]
     with pytest.raises(ApiError) as info:
         validate_reactions({"user_id": "u", "emoji_type": "🔥🔥"}, 500, (), SEED_FIELDS)
     assert info.value.field == "emoji_type"
@@ -136,7 +136,13 @@ def test_the_inline_path_agrees_with_the_full_check() -> None:
         {"user_id": "u5", "emoji": "👍🏽", "ts": None},
     ]
     expected = [validate_reaction(item, "", ()) for item in items]
-    assert validate_reactions(items, 500) == expected
+    assert validate_reactions(items, 500).rows() == expected
+    # The same reactions in the common shape (every emoji now cached, no ts strings) take the
+    # column path and still agree, one by one.
+    common = [item for item in items if not isinstance(item.get("ts"), str)]
+    assert validate_reactions(common, 500).rows() == [
+        validate_reaction(item, "", ()) for item in common
+    ]
     with pytest.raises(ApiError) as info:
         validate_reactions([*items, {"user_id": "u6", "emoji": "🔥", "ts": -1}], 500)
     assert info.value.field == "[6].ts"
@@ -146,3 +152,24 @@ def test_the_inline_path_agrees_with_the_full_check() -> None:
     with pytest.raises(ApiError) as info:
         validate_reactions([{"user_id": "u", "emoji": "🔥"}], 500, allowed={"😂"})
     assert info.value.code == "emoji_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"user_id": "a\nb", "emoji": "🔥"}, "[2].user_id"),  # two valid ids once split
+        ({"user_id": "", "emoji": "🔥"}, "[2].user_id"),
+        ({"user_id": "x" * 65, "emoji": "🔥"}, "[2].user_id"),
+        ({"user_id": 7, "emoji": "🔥"}, "[2].user_id"),
+        ({"user_id": "u", "emoji": ["🔥"]}, "[2].emoji"),
+        ({"user_id": "u", "emoji": "🔥", "ts": True}, "[2].ts"),
+        ({"user_id": "u", "emoji": "🔥", "ts": 1e12}, "[2].ts"),
+        (["u", "🔥"], "[2]"),
+    ],
+)
+def test_the_column_path_never_lets_a_bad_reaction_through(bad: Any, field: str) -> None:
+    good = [{"user_id": "u1", "emoji": "🔥"}, {"user_id": "u2", "emoji": "🔥", "ts": 1.5}]
+    with pytest.raises(ApiError) as info:
+        validate_reactions([*good, bad], 500)
+    assert info.value.field == field
+    assert validate_reactions(good, 500).client_ts_ms == [None, 1500]

@@ -7,11 +7,9 @@ memory stays bounded while Redis is away and nothing accepted is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..batch import EventColumns
 from ..keys import shard_of
-from .validation import Reaction
+from .validation import ReactionColumns
 
 
 class ReactionBuffer:
@@ -30,18 +28,18 @@ class ReactionBuffer:
     def room(self) -> int:
         return self.capacity - self.held
 
-    def add(self, event_id: str, reactions: Sequence[Reaction], received_ms: int) -> None:
+    def add(self, event_id: str, reactions: ReactionColumns, received_ms: int) -> None:
         """Buffer a validated request. The caller checked ``room()`` first (all-or-nothing)."""
         columns = self._events.get(event_id)
         if columns is None:
             columns = self._events[event_id] = EventColumns()
-        for user_id, emoji, client_ts_ms in reactions:
-            columns.users.append(user_id)
-            columns.emojis.append(emoji)
-            columns.client_ts_ms.append(client_ts_ms)
-        columns.received_ms.extend([received_ms] * len(reactions))
-        self.held += len(reactions)
-        self._pending += len(reactions)
+        count = len(reactions)
+        columns.users += reactions.users
+        columns.emojis += reactions.emojis
+        columns.client_ts_ms += reactions.client_ts_ms
+        columns.received_ms += [received_ms] * count
+        self.held += count
+        self._pending += count
 
     def take(self) -> dict[int, dict[str, EventColumns]]:
         """Swap out everything buffered, grouped by raw-stream shard."""
