@@ -59,7 +59,7 @@ def events_one_per_shard(shards: int) -> list[str]:
 
 
 def reaction_chunks(count: int, seed: int = 3) -> list[ReactionColumns]:
-    """Chunks of 100 reactions (a client-batched POST) from a 200k-user audience."""
+    """Chunks of 100 reactions (a client-batched POST), user ids drawn from 200k."""
     rng = random.Random(seed)
     emojis, weights = list(EMOJI_MIX), list(EMOJI_MIX.values())
     return [
