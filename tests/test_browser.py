@@ -9,6 +9,8 @@ how long something took, so a loaded machine makes these slower, not flaky.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import os
 import threading
 import time
@@ -311,3 +313,72 @@ def test_delivery_restart_shows_reconnecting_then_resumes_without_gaps(
         viewer.close()
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def page_served(html: str) -> Iterator[str]:
+    """``html`` served at the URL yielded, by a server of its own on another port: a page of
+    another origin (and, being loopback too, one Chromium lets reach loopback servers)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_a_page_on_another_origin_can_send_and_watch(
+    browser: Browser, processes: ProcessFactory
+) -> None:
+    """emostream.js embedded on another site: its send() is a cross-origin POST with a JSON
+    body, which the browser only makes after a CORS preflight the ingest answers."""
+    up = processes.role("up")
+    page_html = f"""<!doctype html><title>embedder</title><script type="module">
+      import {{ connect, send }} from "{up.url}/static/emostream.js";
+      window.seen = {{ windows: [] }};
+      connect("embed-1", {{ onSwarm: (w) => window.seen.windows.push(w) }});
+      send("embed-1", "🔥").then(
+        (n) => (window.seen.accepted = n),
+        (e) => (window.seen.error = String(e)),
+      );
+    </script>"""
+    context = browser.new_context()
+    with page_served(page_html) as embedder:
+        assert not embedder.startswith(up.url)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda message: problems.append(message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(embedder)
+        deadline = time.monotonic() + 60
+        counted: list[Any] = []
+        while not counted:
+            seen = page.evaluate("window.seen")
+            assert seen is None or "error" not in seen, (seen, problems)
+            if seen and seen.get("accepted") == 1:
+                counted = [
+                    item
+                    for window in seen["windows"]
+                    for item in window["top"]
+                    if item["emoji"] == "🔥" and item["count"] == 1
+                ]
+            assert time.monotonic() < deadline, f"page saw {seen}; console: {problems}"
+            page.wait_for_timeout(100)
+        context.close()

@@ -214,6 +214,31 @@ def test_seed_alias_counts_under_the_default_event(up: Process) -> None:
     assert [item["emoji"] for w in windows for item in w["top"]] == ["🔥"]
 
 
+def test_any_origin_may_send_reactions(up: Process) -> None:
+    for path in ("/v1/events/cors/reactions", "/send_emoji"):
+        preflight = httpx.options(
+            f"{up.url}{path}",
+            headers={
+                "Origin": "https://embedder.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert preflight.headers["access-control-allow-headers"] == "content-type"
+    headers = {"Origin": "https://embedder.example"}
+    accepted = httpx.post(
+        f"{up.url}/v1/events/cors/reactions", json={"user_id": "u", "emoji": "🔥"}, headers=headers
+    )
+    refused = httpx.post(f"{up.url}/v1/events/cors/reactions", json={}, headers=headers)
+    # Both answers are readable by the other origin's script, the error too.
+    assert accepted.status_code == 202 and refused.status_code == 422
+    assert accepted.headers["access-control-allow-origin"] == "*"
+    assert refused.headers["access-control-allow-origin"] == "*"
+
+
 def test_valid_reactions_sent_alongside_are_all_counted(up: Process) -> None:
     """Every bad request again, each after a valid one, all on the event `mixed`."""
     expected = 0
