@@ -151,6 +151,7 @@ async def _serve_with_uvicorn(
             await super().shutdown(sockets)
 
     server = Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_ended_streams_filter)
     listener = _listen(settings.host, settings.port, tune)
 
     async def stop_server() -> None:
@@ -168,15 +169,22 @@ async def _serve_with_uvicorn(
         listener.close()
 
 
+def _ended_streams_filter(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's error for a response left incomplete: our apps always complete theirs,
+    except an SSE stream ended by the send timeout (its client accepts nothing, so the end
+    of the body cannot be written either); the hub logs those itself."""
+    return record.getMessage() != "ASGI callable returned without completing response."
+
+
 def _listen(host: str, port: int, tune: Callable[[socket.socket], None] | None) -> socket.socket:
-    family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    listener = socket.socket(family, kind, proto)
+    """The listening socket uvicorn would make (IPv6 only for an address with a colon, so
+    "localhost" listens on 127.0.0.1 as before), tuned before it listens."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if tune is not None:
         tune(listener)
-    listener.bind(address)
+    listener.bind((host.strip("[]"), port))
     listener.listen(LISTEN_BACKLOG)
     listener.setblocking(False)
     return listener
@@ -279,10 +287,12 @@ async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
     try:
         yield hub
     finally:
-        hub.close()
-        stop.set()
-        await task
-        pacer.uninstall()
+        try:
+            hub.close()
+            stop.set()
+            await task
+        finally:
+            pacer.uninstall()
 
 
 def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:

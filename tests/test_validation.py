@@ -7,7 +7,9 @@ import pytest
 
 from emostream.errors import ApiError
 from emostream.ingest.validation import (
+    CONTRACT_FIELDS,
     SEED_FIELDS,
+    _common_columns,
     normalize_emoji,
     parse_body,
     parse_client_ts,
@@ -169,6 +171,9 @@ def test_the_inline_path_agrees_with_the_full_check() -> None:
 )
 def test_the_column_path_never_lets_a_bad_reaction_through(bad: Any, field: str) -> None:
     good = [{"user_id": "u1", "emoji": "🔥"}, {"user_id": "u2", "emoji": "🔥", "ts": 1.5}]
+    normalize_emoji("🔥")  # cached, so the column path (not the per-reaction one) decides
+    assert _common_columns(good, CONTRACT_FIELDS, ()) is not None
+    assert _common_columns([*good, bad], CONTRACT_FIELDS, ()) is None
     with pytest.raises(ApiError) as info:
         validate_reactions([*good, bad], 500)
     assert info.value.field == field

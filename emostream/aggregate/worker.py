@@ -170,7 +170,9 @@ class Worker:
             outcomes = await asyncio.gather(*executions, return_exceptions=True)
         finally:
             for execution in executions:
-                execution.cancel()  # no-op for the finished; the rest stay pending in Redis
+                if execution.done() and not execution.cancelled():
+                    execution.exception()  # seen, so asyncio does not report it as lost
+                execution.cancel()  # no-op for the finished; their entries stay pending
         failure: BaseException | None = None
         for outcome, calls in zip(outcomes, chunks, strict=True):
             if isinstance(outcome, BaseException):

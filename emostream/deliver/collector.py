@@ -8,7 +8,7 @@ client. Freezing the heap with the clients connected made a forced full collecti
 shorter, but objects of clients that leave later would stay frozen (their cycles never
 collected), so the cost is moved instead of removed: CPython's automatic full collections
 are turned off, and the hub calls ``idle`` right after each window has been handed to every
-client (and on quiet ticks), where a full collection runs when CPython would have wanted
+client (and on quiet ticks), where a full collection runs when CPython's count rule asks for
 one, at most every ``min_interval_s``, and at least every ``max_interval_s``. Windows arrive
 every 2 s and a fan-out to 10,000 clients takes a few hundred ms, so the collection lands in
 the gap. Younger generations are still collected automatically: they are small and fast.
@@ -44,8 +44,10 @@ class CollectionPacer:
             self._saved = None
 
     def due(self, now: float) -> bool:
-        """CPython's own rule for a full collection (this many middle-generation
-        collections since the last), within the two intervals."""
+        """CPython's count rule for a full collection (this many middle-generation
+        collections since the last; its extra condition, that long-lived objects grew by a
+        quarter, is not visible from Python), within the two intervals: on a busy node that
+        is about one full collection every ``min_interval_s``."""
         since = now - self._last
         if since < self.min_interval_s:
             return False

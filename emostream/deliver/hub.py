@@ -293,7 +293,10 @@ class Hub:
             beat = now >= heartbeat_at
             if beat:
                 heartbeat_at = now + self.settings.heartbeat_s
-            self.tend(now, beat)
+            try:
+                self.tend(now, beat)
+            except Exception:  # never let one bad client end the heartbeats of all
+                log.exception("tending the clients failed")
             if self.windows_received != received:
                 received, heard_at = self.windows_received, now
             elif self.idle is not None and now - heard_at > QUIET_WINDOWS * self.settings.window_s:

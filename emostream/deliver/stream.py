@@ -89,13 +89,18 @@ class SwarmStream(Response):
             if not subscriber.timed_out:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            # Cancelled by the hub's send timeout: the stream ends here, the server closes
-            # the connection. Any other cancellation is passed on.
+            # Cancelled by the hub's send timeout, or by the server's graceful shutdown while
+            # the client accepted nothing: the stream ends here and the server closes the
+            # connection. Any other cancellation is passed on.
             task = asyncio.current_task()
-            if not subscriber.timed_out or task is None or task.uncancel() > 0:
+            expected = subscriber.timed_out or self.hub.closing
+            if not expected or task is None or task.uncancel() > 0:
                 raise
         finally:
             subscriber.push = None
+            if isinstance(subscriber.resume, _Resumed):
+                subscriber.resume.coroutine.close()  # a write left waiting: abandon it
+                subscriber.resume = None
             watcher.cancel()
             self.hub.detach(subscriber)
 
@@ -125,7 +130,7 @@ class _Pusher:
             waiting_on = sending.send(None)  # type: ignore[attr-defined]
         except StopIteration:
             return  # written
-        except Exception as exc:  # the connection is gone: end the stream
+        except (Exception, asyncio.CancelledError) as exc:  # the connection is gone: end it
             log.debug("write to a client failed: %r", exc)
             subscriber.closed = True
             subscriber.wake.set()
