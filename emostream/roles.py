@@ -84,6 +84,8 @@ async def serve_until(
 ) -> None:
     """Serve ``app`` on the configured server software until ``stop`` (or, on uvicorn, its
     own SIGTERM/SIGINT handling); ``before_shutdown`` runs first, to end open streams."""
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("serving on %s://%s:%d (%s)", scheme, settings.host, settings.port, settings.server)
     if settings.server == "uvicorn":
         await _serve_with_uvicorn(app, settings, stop, before_shutdown, tune)
     else:
@@ -113,8 +115,6 @@ async def _serve_with_hypercorn(
         if before_shutdown is not None:
             before_shutdown()
 
-    scheme = "https" if settings.tls_certfile else "http"
-    log.info("serving on %s://%s:%d (hypercorn)", scheme, settings.host, settings.port)
     await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
@@ -159,8 +159,6 @@ async def _serve_with_uvicorn(
         server.should_exit = True
 
     watcher = asyncio.create_task(stop_server())
-    scheme = "https" if settings.tls_certfile else "http"
-    log.info("serving on %s://%s:%d (uvicorn)", scheme, settings.host, settings.port)
     try:
         # uvicorn takes SIGTERM/SIGINT itself while it serves, and ends serve() on them.
         await server.serve(sockets=[listener])

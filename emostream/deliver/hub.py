@@ -151,9 +151,14 @@ class Subscriber:
                 return HEARTBEAT
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def close(self) -> None:
+        """End the stream: its task sees ``closed`` when it wakes."""
+        self.closed = True
+        self.wake.set()
+
     def time_out(self) -> None:
         self.timed_out = True
-        self.closed = True
+        self.close()
         if self.task is not None:
             self.task.cancel()
 
@@ -185,7 +190,7 @@ class Hub:
         subscriber = Subscriber(event_id, self.settings.client_queue_max)
         self._subscribers.setdefault(event_id, set()).add(subscriber)
         if self.closing:
-            self._close_subscriber(subscriber)
+            subscriber.close()
         return subscriber
 
     def detach(self, subscriber: Subscriber) -> None:
@@ -200,12 +205,7 @@ class Hub:
         self.closing = True
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
-                self._close_subscriber(subscriber)
-
-    @staticmethod
-    def _close_subscriber(subscriber: Subscriber) -> None:
-        subscriber.closed = True
-        subscriber.wake.set()
+                subscriber.close()
 
     async def join(self, event_id: str, after_seq: int | None) -> tuple[Subscriber, list[Frame]]:
         """Attach a client, then read its backlog; it is attached first so that no window

@@ -132,8 +132,7 @@ class _Pusher:
             return  # written
         except (Exception, asyncio.CancelledError) as exc:  # the connection is gone: end it
             log.debug("write to a client failed: %r", exc)
-            subscriber.closed = True
-            subscriber.wake.set()
+            subscriber.close()
             return
         # The server made the write wait (a full socket buffer): the stream's task finishes
         # it, and the send timeout applies from now.
@@ -178,5 +177,4 @@ async def _watch_disconnect(receive: Receive, subscriber: Subscriber) -> None:
     with contextlib.suppress(OSError):
         while (await receive())["type"] != "http.disconnect":
             pass
-    subscriber.closed = True
-    subscriber.wake.set()
+    subscriber.close()
