@@ -24,6 +24,7 @@ from typing import Any
 
 import msgpack
 
+from .errors import BatchError
 from .rules import AggregationRule
 
 BATCH_VERSION = 2
@@ -51,10 +52,6 @@ class Batch:
     @property
     def size(self) -> int:
         return sum(len(columns) for columns in self.events.values())
-
-
-class BatchError(ValueError):
-    """An entry of the raw stream cannot be decoded (a poison entry)."""
 
 
 def _window_slices(received: list[int], window_ms: int) -> list[tuple[int, int, int]]:

@@ -1,6 +1,12 @@
-"""Named exceptions, all under one base, each subclassing the builtin it resembles."""
+"""Named exceptions, all under one base, each subclassing the builtin it resembles.
+
+Every API error is a class here with its status and stable machine code, answered in the one
+JSON shape ``{"error": {"code": ..., "message": ..., "field": ...}}`` by every role.
+"""
 
 from __future__ import annotations
+
+import json
 
 
 class EmostreamError(Exception):
@@ -15,29 +21,36 @@ class RedisServerError(EmostreamError, RuntimeError):
     """The private redis-server could not be found or started."""
 
 
-class ApiError(EmostreamError):
-    """An HTTP error with the one JSON shape every endpoint answers with.
+class BatchError(EmostreamError, ValueError):
+    """An entry of the raw stream cannot be decoded (a poison entry)."""
 
-    ``{"error": {"code": ..., "message": ..., "field": ...}}``
-    """
+
+class ApiError(EmostreamError):
+    """An HTTP error with the one JSON shape every endpoint answers with."""
+
+    status = 500
+    code = "internal"
 
     def __init__(
         self,
-        status: int,
-        code: str,
         message: str,
         field: str | None = None,
+        *,
+        code: str | None = None,
         retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
         self.field = field
+        if code is not None:
+            self.code = code
         self.retry_after_s = retry_after_s
 
     def body(self) -> dict[str, dict[str, str | None]]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+    def json(self) -> bytes:
+        return json.dumps(self.body(), ensure_ascii=False).encode()
 
     def headers(self) -> dict[str, str]:
         if self.retry_after_s is None:
@@ -45,22 +58,87 @@ class ApiError(EmostreamError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
-class InvalidField(ApiError, ValueError):
-    """422: a field is present but its value breaks the contract."""
-
-    def __init__(self, field: str, message: str, code: str = "invalid_field") -> None:
-        super().__init__(422, code, message, field)
-
-
 class MalformedBody(ApiError, ValueError):
     """400: the body cannot be parsed at all, or has the wrong overall shape."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(400, "malformed", message, field)
+    status, code = 400, "malformed"
+
+
+class NotFound(ApiError, LookupError):
+    """404: no such path, or nothing registered under the id."""
+
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, message: str, allow: str | None = None) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow} if self.allow else {}
+
+
+class RequestTimeout(ApiError, TimeoutError):
+    status, code = 408, "request_timeout"
+
+
+class BodyTooLarge(ApiError):
+    """413: the body is over the byte limit; refused while it is read, never after."""
+
+    status, code = 413, "too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body is larger than {limit} bytes")
+
+
+class TooManyReactions(ApiError):
+    status, code = 413, "too_many_reactions"
+
+    def __init__(self, limit: int, got: int) -> None:
+        super().__init__(f"at most {limit} reactions per request, got {got}")
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidField(ApiError, ValueError):
+    """422: a field is present but its value breaks the contract (or it is missing:
+    ``code="missing_field"``)."""
+
+    status, code = 422, "invalid_field"
+
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
+        super().__init__(message, field, code=code)
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
 
 
 class Unavailable(ApiError):
     """503: buffer full or Redis unavailable; the client should retry after a pause."""
 
-    def __init__(self, message: str, retry_after_s: int = 1, code: str = "unavailable") -> None:
-        super().__init__(503, code, message, None, retry_after_s)
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code, retry_after_s=retry_after_s)
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    cls.status: cls
+    for cls in (MalformedBody, NotFound, MethodNotAllowed, RequestTimeout, RateLimited)
+}
+
+
+def from_http_status(status: int, message: str) -> ApiError:
+    """The API error for an HTTP error a framework raised itself (404, 405, ...)."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls(message)
+    error = ApiError(message, code="http_error" if status != 500 else "internal")
+    error.status = status
+    return error

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .contract import CONTRACT_VERSION
 from .records import WindowRecord
-
-CONTRACT_VERSION = 1
 
 
 def swarm(count: int, scale: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE
 from .errors import ConfigError
 
 PREFIX = "EMOSTREAM_"
@@ -131,8 +132,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}SERVER must be uvicorn or hypercorn")
         if self.send_timeout_s <= 0:
             raise ConfigError(f"{PREFIX}SEND_TIMEOUT_S must be positive")
-        if not _CLUSTER_NAME.fullmatch(self.cluster):
-            raise ConfigError(f"{PREFIX}CLUSTER must be 1-64 characters of A-Za-z0-9_-")
+        if not CLUSTER_NAME.fullmatch(self.cluster):
+            raise ConfigError(f"{PREFIX}CLUSTER must be {CLUSTER_NAME_RULE}")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
@@ -181,7 +182,6 @@ def redact_url(url: str) -> str:
 
 
 _EMOJI_SPLIT = re.compile(r"\s*,\s*")
-_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 
 

@@ -5,7 +5,8 @@ from collections import Counter
 import msgpack
 import pytest
 
-from emostream.batch import Batch, BatchError, EventColumns, pack_batch, tally_batch, unpack_batch
+from emostream.batch import Batch, EventColumns, pack_batch, tally_batch, unpack_batch
+from emostream.errors import BatchError
 from emostream.rules import EmojiSwarmRule
 
 

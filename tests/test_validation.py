@@ -5,6 +5,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from emostream.contract import validate_event_id
 from emostream.errors import ApiError
 from emostream.ingest.validation import (
     CONTRACT_FIELDS,
@@ -13,7 +14,6 @@ from emostream.ingest.validation import (
     normalize_emoji,
     parse_body,
     parse_client_ts,
-    validate_event_id,
     validate_reaction,
     validate_reactions,
 )

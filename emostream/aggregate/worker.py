@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import keys
-from ..batch import PAYLOAD_FIELD, BatchError, BatchTally, tally_batch
+from ..batch import PAYLOAD_FIELD, BatchTally, tally_batch
 from ..clock import now_ms
+from ..errors import BatchError
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts
 from ..settings import Settings

@@ -5,21 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import secrets
 from typing import Any
 
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..api_errors import error_json, from_http_status
-from ..errors import ApiError, InvalidField, MalformedBody, Unavailable
-from ..ingest.validation import validate_event_id
+from ..contract import validate_client_id, validate_cluster, validate_event_id
+from ..errors import (
+    ApiError,
+    BodyTooLarge,
+    InvalidField,
+    MalformedBody,
+    NotFound,
+    from_http_status,
+)
 from ..settings import Settings
+from ..web import ANY_ORIGIN, error_parts, redis_or_503
 from .frames import parse_last_event_id
 from .hub import Hub
 from .pages import page_routes
@@ -33,12 +38,6 @@ RETRY_BASE_MS = 1000
 RETRY_JITTER_MS = 2000
 WINDOWS_LIMIT_MAX = 1000
 SUBSCRIBER_BODY_MAX = 4096
-CLIENT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
-CLUSTER = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _error_response(error: ApiError) -> Response:
-    return Response(error_json(error), error.status, error.headers(), media_type="application/json")
 
 
 def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -57,7 +56,7 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
 def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
     """(client_id, cluster) from an optional JSON object ``{"client_id"?, "cluster"?}``."""
     if len(body) > SUBSCRIBER_BODY_MAX:
-        raise ApiError(413, "too_large", f"body over {SUBSCRIBER_BODY_MAX} bytes")
+        raise BodyTooLarge(SUBSCRIBER_BODY_MAX)
     payload: Any = {}
     if body.strip():
         try:
@@ -69,12 +68,7 @@ def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
     client_id = payload.get("client_id")
     if client_id is None:
         client_id = secrets.token_hex(12)
-    elif not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
-        raise InvalidField("client_id", "client_id must be 1-64 characters of A-Za-z0-9_.:@-")
-    cluster = payload.get("cluster", default_cluster)
-    if not isinstance(cluster, str) or not CLUSTER.fullmatch(cluster):
-        raise InvalidField("cluster", "cluster must be 1-64 characters of A-Za-z0-9_-")
-    return client_id, cluster
+    return validate_client_id(client_id), validate_cluster(payload.get("cluster", default_cluster))
 
 
 def create_delivery_app(
@@ -97,35 +91,27 @@ def create_delivery_app(
         event_id = validate_event_id(request.path_params["event_id"])
         after = _int_query(request, "after", 0, 0, 2**62)
         limit = _int_query(request, "limit", 100, 1, WINDOWS_LIMIT_MAX)
-        try:
+        with redis_or_503("history"):
             records = await hub.history(event_id, after, limit)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"history unavailable: {exc}") from None
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]
-        return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*"})
+        return JSONResponse(body, headers=dict([ANY_ORIGIN]))
 
     async def register_subscriber(request: Request) -> Response:
         """Assign a client to the least-loaded live node of a cluster (this node's cluster
         unless the body names one) and answer the stream URL to open there."""
         event_id = validate_event_id(request.path_params["event_id"])
         client_id, cluster = _subscriber_request(await request.body(), settings.cluster)
-        try:
+        with redis_or_503("registry"):
             assignment = await nodes.assign(event_id, client_id, cluster)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"registry unavailable: {exc}") from None
         return JSONResponse(assignment, status_code=201)
 
     async def unregister_subscriber(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
-        client_id = request.path_params["client_id"]
-        if not CLIENT_ID.fullmatch(client_id):
-            raise InvalidField("client_id", "client_id must be 1-64 characters of A-Za-z0-9_.:@-")
-        try:
+        client_id = validate_client_id(request.path_params["client_id"])
+        with redis_or_503("registry"):
             removed = await nodes.unregister(event_id, client_id)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"registry unavailable: {exc}") from None
         if not removed:
-            raise ApiError(404, "not_found", f"no client {client_id!r} registered for {event_id}")
+            raise NotFound(f"no client {client_id!r} registered for {event_id}")
         return Response(status_code=204)
 
     async def healthz(request: Request) -> Response:
@@ -144,11 +130,11 @@ def create_delivery_app(
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error_response(exc)
+        return Response(*error_parts(exc))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error_response(from_http_status(exc.status_code, str(exc.detail)))
+        return Response(*error_parts(from_http_status(exc.status_code, str(exc.detail))))
 
     return Starlette(
         routes=[

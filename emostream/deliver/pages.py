@@ -20,8 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from ..ingest.accept import DEFAULT_EVENT
-from ..ingest.validation import validate_event_id
+from ..contract import DEFAULT_EVENT, validate_event_id
 from ..settings import Settings
 from .hub import Hub
 from .stats import stats_route

@@ -1,12 +1,13 @@
-"""Accepting a request's reactions: parse, validate whole, stamp, buffer. No framework here,
-so the Quart routes and the ASGI fast path share one implementation."""
+"""Accepting a request's reactions: parse, validate whole, stamp, buffer. No framework here:
+the fast path (ingest/fastpath.py) calls it for both reaction POSTs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..clock import now_ms
-from ..errors import ApiError, Unavailable
+from ..contract import DEFAULT_EVENT, validate_event_id
+from ..errors import InvalidField, Unavailable
 from ..settings import Settings
 from .buffer import ReactionBuffer
 from .flusher import Flusher
@@ -16,11 +17,8 @@ from .validation import (
     FieldNames,
     normalize_emoji,
     parse_body,
-    validate_event_id,
     validate_reactions,
 )
-
-DEFAULT_EVENT = "live"
 
 
 class Acceptor:
@@ -57,6 +55,6 @@ class Acceptor:
         if isinstance(payload, dict) and "event_id" in payload:
             candidate = payload["event_id"]
             if not isinstance(candidate, str):
-                raise ApiError(422, "invalid_field", "event_id must be a string", "event_id")
+                raise InvalidField("event_id", "event_id must be a string")
             event_id = validate_event_id(candidate)
         return self.accept(event_id, SEED_FIELDS, payload)
