@@ -44,8 +44,16 @@ def active_events(shard: int) -> str:
 
 
 def event_state(shard: int, event_id: str) -> str:
-    """Hash of one event: ``next`` window start to close, ``seq`` of the last one, ``late``."""
+    """Hash of one event: fields ``EVENT_NEXT``, ``EVENT_SEQ`` and ``EVENT_LOST``."""
     return f"{_tag(shard)}:ev:{event_id}:state"
+
+
+# Fields of the event state hash (lua/apply_batch.lua and lua/close_window.lua write them):
+# the start of the oldest window not closed yet, the seq of the newest closed one, and the
+# reactions that came later than the revision horizon and were never counted.
+EVENT_NEXT = "next"
+EVENT_SEQ = "seq"
+EVENT_LOST = "lost"
 
 
 def window_counts(shard: int, event_id: str, window_start_ms: int) -> str:
@@ -66,6 +74,17 @@ def window_total(shard: int, event_id: str, window_start_ms: int) -> str:
 def window_meta(shard: int, event_id: str, window_start_ms: int) -> str:
     """Hash of a closed window: its ``seq`` and latest ``rev`` (revision), kept for revisions."""
     return f"{_tag(shard)}:ev:{event_id}:w:{window_start_ms}:meta"
+
+
+def window_keys(shard: int, event_id: str, window_start_ms: int) -> list[str]:
+    """Every key of one window, in the order the Lua scripts take them: counts, users,
+    total, meta."""
+    return [
+        window_counts(shard, event_id, window_start_ms),
+        window_users(shard, event_id, window_start_ms),
+        window_total(shard, event_id, window_start_ms),
+        window_meta(shard, event_id, window_start_ms),
+    ]
 
 
 def window_history(shard: int, event_id: str) -> str:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import msgpack
 
+# The history stream entry's one field, holding the record.
+HISTORY_FIELD = "w"
+
 
 @dataclass(frozen=True, slots=True)
 class WindowRecord:

@@ -1,28 +1,95 @@
-"""The Lua scripts of lua/, each registered once per client (EVALSHA, reloaded on NOSCRIPT)."""
+"""One typed wrapper per Lua script of lua/: each assembles its script's KEYS and ARGV here,
+in one place, and calls it by EVALSHA (redis-py reloads it after NOSCRIPT).
+
+The key and argument order mirrors each script's header comment.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
+import msgpack
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+
+from . import keys
+from .batch import BatchTally
+from .records import HISTORY_FIELD
 
 
 def lua_source(name: str) -> str:
     return resources.files("emostream.lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
-@dataclass(frozen=True)
 class Scripts:
-    flush_batch: AsyncScript
-    apply_batch: AsyncScript
-    close_window: AsyncScript
+    """The three scripts, registered once per client."""
 
-    @classmethod
-    def register(cls, redis: Redis) -> Scripts:
-        return cls(
-            flush_batch=redis.register_script(lua_source("flush_batch")),
-            apply_batch=redis.register_script(lua_source("apply_batch")),
-            close_window=redis.register_script(lua_source("close_window")),
+    def __init__(self, redis: Redis) -> None:
+        self._flush_batch = redis.register_script(lua_source("flush_batch"))
+        self._apply_batch = redis.register_script(lua_source("apply_batch"))
+        self._close_window = redis.register_script(lua_source("close_window"))
+
+    async def flush_batch(
+        self, shard: int, producer_id: str, watermark_ms: int, payload: bytes, maxlen: int
+    ) -> Any:
+        """Append a packed batch (``b""``: only move the watermark) and the producer's
+        watermark to a raw shard, atomically; the new entry id, or None for a heartbeat."""
+        return await self._flush_batch(
+            keys=[keys.raw_stream(shard), keys.producers(shard)],
+            args=[maxlen, producer_id, watermark_ms, payload],
         )
+
+    async def apply_batch(
+        self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
+    ) -> None:
+        """Queue one batch's counts with its XACK on ``pipe``; its reply is
+        ``[1, late, lost]`` applied, ``[0, 0, 0]`` already counted, ``[-1, reason]``."""
+        call_keys = [
+            keys.raw_stream(shard),
+            keys.active_events(shard),
+            keys.batch_marker(shard, batch.batch_id),
+            keys.late_windows(shard),
+        ]
+        args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.windows)]
+        for tally in batch.windows:
+            event, start = tally.event_id, tally.window_start_ms
+            call_keys += [keys.event_state(shard, event), *keys.window_keys(shard, event, start)]
+            flat: list[str | int] = []
+            for choice, count in tally.counts.items():
+                flat += (choice, count)
+            args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
+        await self._apply_batch(keys=call_keys, args=args, client=pipe)
+
+    async def close_window(
+        self,
+        shard: int,
+        event_id: str,
+        start_ms: int,
+        window_ms: int,
+        history_max: int,
+        idle_ms: int,
+        ttl_s: int,
+    ) -> int:
+        """Close (or revise) one event window and publish it; its seq, or 0 when it was not
+        this call's to publish."""
+        seq: int = await self._close_window(
+            keys=[
+                keys.event_state(shard, event_id),
+                *keys.window_keys(shard, event_id, start_ms),
+                keys.window_history(shard, event_id),
+                keys.window_revisions(shard, event_id),
+                keys.active_events(shard),
+                keys.late_windows(shard),
+            ],
+            args=[
+                start_ms,
+                start_ms + window_ms,
+                history_max,
+                keys.WINDOWS_CHANNEL,
+                event_id,
+                idle_ms,
+                ttl_s,
+                HISTORY_FIELD,
+            ],
+        )
+        return seq

@@ -7,7 +7,7 @@
 -- applied changes nothing and stays pending, to be retried and dead-lettered.
 -- A tally for a window that already closed is still counted into the kept window keys and the
 -- window is queued for a revision (KEYS[4]); past the revision horizon it is only tallied as
--- lost in the event's `late` field.
+-- lost in the event's `lost` field.
 --
 -- KEYS[1]  raw stream of the shard          KEYS[2]  active-events sorted set of the shard
 -- KEYS[3]  batch-id marker (dedupe)         KEYS[4]  late-windows set of the shard
@@ -64,7 +64,7 @@ for i = 0, tonumber(ARGV[4]) - 1 do
       redis.call('SADD', KEYS[4], event_id .. ' ' .. start)
     else
       lost = lost + total
-      redis.call('HINCRBY', state, 'late', total)
+      redis.call('HINCRBY', state, 'lost', total)
       count_it = false
     end
   end

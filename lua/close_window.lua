@@ -15,6 +15,7 @@
 -- ARGV[5]  event id                          ARGV[6]  idle ms: retire the event once its
 --                                                     newest active window is this old
 -- ARGV[7]  TTL s of the window keys after closing (the revision horizon)
+-- ARGV[8]  field of the history entry that holds the record
 -- Returns  the window's seq, or 0 if it was not this call's to publish.
 -- Record   cmsgpack array [event_id, seq, start, end, total, unique_users, revision,
 --          [emoji, count, ...]] (see emostream/records.py). A first publication is history
@@ -46,7 +47,7 @@ local unique_users = redis.call('PFCOUNT', KEYS[3])
 local record = cmsgpack.pack({ARGV[5], seq, start, tonumber(ARGV[2]), total, unique_users,
   revision, flat})
 if revision == 0 then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'w', record)
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', ARGV[8], record)
   -- Revisions of windows trimmed from history go with them.
   redis.call('HDEL', KEYS[7], seq - tonumber(ARGV[3]))
 else

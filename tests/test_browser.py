@@ -279,7 +279,7 @@ def test_delivery_restart_shows_reconnecting_then_resumes_without_gaps(
     state_key = keys.event_state(keys.shard_of(event_id, 2), event_id)
 
     def closed_seq() -> int:
-        seq: Any = store.hget(state_key, "seq")
+        seq: Any = store.hget(state_key, keys.EVENT_SEQ)
         return int(seq or 0)
 
     viewer = Viewer(browser, f"{delivery.url}/events/{event_id}")

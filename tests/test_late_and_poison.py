@@ -103,7 +103,7 @@ async def test_late_beyond_the_revision_horizon_is_tallied_as_lost(
     await flusher.flush()
     await worker.drain()
     assert (worker.late, worker.lost) == (0, 4)
-    state: Any = await redis.hget(keys.event_state(0, "live"), "late")
+    state: Any = await redis.hget(keys.event_state(0, "live"), keys.EVENT_LOST)
     assert int(state) == 4
 
 

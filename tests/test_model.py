@@ -172,7 +172,7 @@ class PipelineModel(RuleBasedStateMachine):
             assert counted[start] == counts
             if start in published:  # closed windows carry the final (revised) totals
                 assert Counter(dict(published[start].counts)) == counts
-        lost: Any = self.run(self.redis.hget(keys.event_state(0, EVENT), "late"))
+        lost: Any = self.run(self.redis.hget(keys.event_state(0, EVENT), keys.EVENT_LOST))
         expected_lost = sum(
             sum(c.values()) for s, c in self.truth.items() if first is not None and s < first
         )

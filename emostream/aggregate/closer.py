@@ -139,7 +139,7 @@ class WindowCloser:
 
     async def close_event(self, shard: int, event_id: str, safe_ms: int) -> int:
         window_ms = self.settings.window_ms
-        next_start = await self.redis.hget(keys.event_state(shard, event_id), "next")
+        next_start = await self.redis.hget(keys.event_state(shard, event_id), keys.EVENT_NEXT)
         if next_start is None:
             return 0
         closed = 0
@@ -160,29 +160,15 @@ class WindowCloser:
         return revised
 
     async def _publish(self, shard: int, event_id: str, start: int) -> int:
-        seq: int = await self.scripts.close_window(
-            keys=[
-                keys.event_state(shard, event_id),
-                keys.window_counts(shard, event_id, start),
-                keys.window_users(shard, event_id, start),
-                keys.window_total(shard, event_id, start),
-                keys.window_meta(shard, event_id, start),
-                keys.window_history(shard, event_id),
-                keys.window_revisions(shard, event_id),
-                keys.active_events(shard),
-                keys.late_windows(shard),
-            ],
-            args=[
-                start,
-                start + self.settings.window_ms,
-                self.settings.history_max,
-                keys.WINDOWS_CHANNEL,
-                event_id,
-                int(self.settings.event_idle_s * 1000),
-                self.settings.revision_horizon_s,
-            ],
+        return await self.scripts.close_window(
+            shard,
+            event_id,
+            start,
+            self.settings.window_ms,
+            self.settings.history_max,
+            int(self.settings.event_idle_s * 1000),
+            self.settings.revision_horizon_s,
         )
-        return seq
 
     async def trim_raw(self, shard: int, now: int) -> None:
         """Trim raw entries every consumer group has processed and that are older than the

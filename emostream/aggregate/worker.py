@@ -18,12 +18,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .. import keys
-from ..batch import PAYLOAD_FIELD, BatchTally, tally_batch
+from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
 from ..errors import BatchError
 from ..rules import AggregationRule, EmojiSwarmRule
@@ -45,33 +44,6 @@ APPLY_CHUNK = 4
 Entry = tuple[int, bytes, dict[bytes, bytes] | None]
 
 
-def apply_call(
-    shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of lua/apply_batch.lua for one batch."""
-    call_keys = [
-        keys.raw_stream(shard),
-        keys.active_events(shard),
-        keys.batch_marker(shard, batch.batch_id),
-        keys.late_windows(shard),
-    ]
-    args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.windows)]
-    for tally in batch.windows:
-        event, start = tally.event_id, tally.window_start_ms
-        call_keys += [
-            keys.event_state(shard, event),
-            keys.window_counts(shard, event, start),
-            keys.window_users(shard, event, start),
-            keys.window_total(shard, event, start),
-            keys.window_meta(shard, event, start),
-        ]
-        flat: list[str | int] = []
-        for choice, count in tally.counts.items():
-            flat += (choice, count)
-        args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
-    return call_keys, args
-
-
 class Worker:
     def __init__(
         self,
@@ -86,7 +58,7 @@ class Worker:
         self.worker_id = worker_id or (
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
-        self.scripts = Scripts.register(redis)
+        self.scripts = Scripts(redis)
         self.closer = WindowCloser(redis, settings, self.scripts)
         self._streams = [keys.raw_stream(shard) for shard in range(settings.shards)]
         self._shard_of_stream = {name.encode(): shard for shard, name in enumerate(self._streams)}
@@ -194,9 +166,6 @@ class Worker:
                 if fields is None:
                     raise BatchError("entry was trimmed from the stream before it was read")
                 batch = tally_batch(fields.get(PAYLOAD_FIELD, b""), self.rule)
-                call_keys, args = apply_call(
-                    shard, entry_id, batch, self.settings.revision_horizon_s
-                )
             except BatchError as exc:
                 self._dead_letter(pipe, shard, entry_id, fields, str(exc))
                 self.dead += 1
@@ -207,7 +176,8 @@ class Worker:
                 self.failed += 1
                 continue
             calls.append((len(pipe), shard, entry_id, batch.size))
-            await self.scripts.apply_batch(keys=call_keys, args=args, client=pipe)
+            ttl_s = self.settings.revision_horizon_s
+            await self.scripts.apply_batch(shard, entry_id, batch, ttl_s, pipe)
         return calls
 
     async def _record(self, results: list[Any], calls: list[tuple[int, int, bytes, int]]) -> None:

@@ -237,7 +237,7 @@ class StatsReader:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for shard, event_id, _score in found:
-            pipe.hget(keys.event_state(shard, event_id), "seq")
+            pipe.hget(keys.event_state(shard, event_id), keys.EVENT_SEQ)
         seqs = await pipe.execute()
         rows = [
             {

@@ -54,7 +54,7 @@ class Flusher:
         self.settings = settings
         self.buffer = buffer
         self.producer_id = producer_id or new_producer_id()
-        self._scripts = Scripts.register(redis)
+        self._scripts = Scripts(redis)
         self._unsent: list[deque[PackedBatch]] = [deque() for _ in range(settings.shards)]
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -86,24 +86,15 @@ class Flusher:
 
     async def _flush_shard(self, shard: int, watermark: int) -> int:
         unsent = self._unsent[shard]
-        raw, producers = keys.raw_stream(shard), keys.producers(shard)
+        maxlen = self.settings.raw_maxlen
         written = 0
         try:
             if not unsent:
-                await self._scripts.flush_batch(
-                    keys=[raw, producers],
-                    args=[self.settings.raw_maxlen, self.producer_id, watermark, b""],
-                )
+                await self._scripts.flush_batch(shard, self.producer_id, watermark, b"", maxlen)
             while unsent:
                 packed = unsent[0]
                 await self._scripts.flush_batch(
-                    keys=[raw, producers],
-                    args=[
-                        self.settings.raw_maxlen,
-                        self.producer_id,
-                        packed.watermark_ms,
-                        packed.payload,
-                    ],
+                    shard, self.producer_id, packed.watermark_ms, packed.payload, maxlen
                 )
                 unsent.popleft()
                 self.buffer.written(packed.size)
