@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -12,6 +14,16 @@ def parse_id(value: bytes | str) -> StreamId:
     text = value.decode() if isinstance(value, bytes) else value
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+def find_group(groups: list[dict[str, Any]], name: str | bytes) -> dict[str, Any] | None:
+    """The entry of XINFO GROUPS for the group ``name``, or None."""
+    wanted = name.decode() if isinstance(name, bytes) else name
+    for group in groups:
+        found = group["name"]
+        if (found.decode() if isinstance(found, bytes) else found) == wanted:
+            return group
+    return None
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

@@ -22,6 +22,12 @@ def closable_starts(next_start_ms: int, safe_ms: int, window_ms: int, limit: int
     return starts
 
 
+def producer_is_live(watermark_ms: int, now_ms: int, timeout_ms: int) -> bool:
+    """An ingest producer holds windows open only while its watermark keeps moving: one
+    silent for longer than ``timeout_ms`` died or lost Redis."""
+    return now_ms - watermark_ms <= timeout_ms
+
+
 def next_tick_ms(now_ms: int, interval_ms: int) -> int:
     """Next multiple of ``interval_ms`` strictly after ``now_ms``.
 

@@ -37,7 +37,7 @@ from emostream.ingest.flusher import Flusher
 from emostream.ingest.validation import Reaction, ReactionColumns
 from emostream.records import decode_record
 from emostream.redis_server import PrivateRedis
-from emostream.roles import run_on_fastest_loop
+from emostream.serving import run_on_fastest_loop
 
 from .audience import EMOJI_MIX
 from .procs import ROOT, child, child_env

@@ -20,7 +20,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from emostream.roles import answer_lifespan, ingest_running, redis_for, run_on_fastest_loop
+from emostream.roles import ingest_running, redis_for
+from emostream.serving import answer_lifespan, run_on_fastest_loop
 from emostream.settings import Settings
 
 ASGIApp = Callable[..., Awaitable[None]]

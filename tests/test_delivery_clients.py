@@ -28,8 +28,9 @@ from emostream.deliver.frames import stream_swarm_windows
 from emostream.deliver.hub import Hub
 from emostream.deliver.sockets import tune_client_sockets
 from emostream.redis_server import PrivateRedis, free_port
-from emostream.roles import client_sockets, serve_until
+from emostream.roles import client_sockets
 from emostream.rules import EmojiSwarmRule
+from emostream.serving import serve_until
 from emostream.settings import Settings
 
 from .helpers import eventually, read_swarm, sse_events

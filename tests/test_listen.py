@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from emostream.roles import _listen
+from emostream.serving import _listen
 
 
 def test_a_host_name_listens_on_ipv4_as_uvicorn_would() -> None:

@@ -10,21 +10,21 @@ import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
+from emostream.aggregate.heartbeat import Heartbeat, parse_heartbeat
 from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
 from emostream.deliver.app import create_delivery_app
 from emostream.deliver.hub import Hub
-from emostream.deliver.stats import (
-    Heartbeat,
+from emostream.deliver.registry import Registry
+from emostream.rules import EmojiSwarmRule
+from emostream.settings import Settings
+from emostream.stats import (
     RateMeter,
     StatsReader,
     WorkerRates,
     group_stats,
-    parse_heartbeat,
     producer_stats,
 )
-from emostream.rules import EmojiSwarmRule
-from emostream.settings import Settings
 
 from .helpers import make_ingest, reactions
 
@@ -96,6 +96,7 @@ async def test_snapshot_reads_the_running_system(redis: Redis, settings: Setting
 
     hub = Hub(redis, settings, EmojiSwarmRule())
     hub.attach(EVENT)
+    await Registry(redis, settings, hub).beat()
     reader = StatsReader(redis, settings, hub)
     stats = await reader.snapshot()
 
@@ -144,7 +145,7 @@ async def test_stats_endpoint(redis: Redis, settings: Settings) -> None:
     body: dict[str, Any] = response.json()
     assert len(body["shards"]) == settings.shards
     assert body["workers"] == [] and body["events"] == []
-    assert body["delivery"]["scope"].startswith("this node only")
+    assert body["delivery"]["nodes"] == [], "no delivery node registered"
 
 
 @pytest.mark.anyio
@@ -160,8 +161,6 @@ async def test_stats_without_redis_is_a_503(settings: Settings) -> None:
 
 @pytest.mark.anyio
 async def test_registered_delivery_nodes_are_listed(redis: Redis, settings: Settings) -> None:
-    from emostream.deliver.registry import Registry
-
     hubs = [Hub(redis, settings, EmojiSwarmRule()) for _ in range(2)]
     hubs[1].attach(EVENT)
     for index, hub in enumerate(hubs):
@@ -173,7 +172,6 @@ async def test_registered_delivery_nodes_are_listed(redis: Redis, settings: Sett
     await redis.zadd(keys.cluster_nodes("c0"), {"gone": 0})
     stats = await StatsReader(redis, settings, hubs[0]).snapshot()
     nodes = sorted(stats["delivery"]["nodes"], key=lambda n: n["cluster"])
-    assert stats["delivery"]["scope"] == "every registered delivery node"
     assert [(n["cluster"], n["connections"], n["url"]) for n in nodes] == [
         ("c0", 0, "http://127.0.0.1:9000"),
         ("c1", 1, "http://127.0.0.1:9001"),

@@ -26,8 +26,8 @@ from .. import keys
 from ..clock import now_ms
 from ..scripts import Scripts
 from ..settings import Settings
-from ..streams import StreamId, ensure_group, parse_id
-from ..windows import closable_starts, window_start
+from ..streams import StreamId, ensure_group, find_group, parse_id
+from ..windows import closable_starts, producer_is_live, window_start
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,15 @@ def processed_through(
     group_name: str | bytes = keys.AGGREGATORS_GROUP,
 ) -> StreamId | None:
     """The highest entry id such that the group has acknowledged it and everything before."""
-    wanted = group_name.decode() if isinstance(group_name, bytes) else group_name
-    for group in groups:
-        name = group["name"]
-        if (name.decode() if isinstance(name, bytes) else name) != wanted:
-            continue
-        delivered = parse_id(group["last-delivered-id"])
-        if not pending.get("pending"):
-            return delivered
-        oldest = parse_id(pending["min"])
-        before_oldest = (oldest[0], oldest[1] - 1) if oldest[1] else (oldest[0] - 1, 2**63)
-        return min(delivered, before_oldest)
-    return None
+    group = find_group(groups, group_name)
+    if group is None:
+        return None
+    delivered = parse_id(group["last-delivered-id"])
+    if not pending.get("pending"):
+        return delivered
+    oldest = parse_id(pending["min"])
+    before_oldest = (oldest[0], oldest[1] - 1) if oldest[1] else (oldest[0] - 1, 2**63)
+    return min(delivered, before_oldest)
 
 
 def lowest_live_watermark(
@@ -64,10 +61,10 @@ def lowest_live_watermark(
     dead: list[bytes] = []
     for producer, value in watermarks.items():
         watermark = int(value)
-        if now - watermark > timeout_ms:
-            dead.append(producer)
-        else:
+        if producer_is_live(watermark, now, timeout_ms):
             live.append(watermark)
+        else:
+            dead.append(producer)
     return (min(live) if live else now), dead
 
 
@@ -81,7 +78,6 @@ class WindowCloser:
         ]
         self._safe_ms = [0] * settings.shards
         self._closed_through = [0] * settings.shards
-        self.closed = 0
 
     async def safe_watermark(self, shard: int, now: int) -> int:
         """Windows of this shard ending at or before the returned ms are complete."""
@@ -134,7 +130,6 @@ class WindowCloser:
             if caught_up:
                 self._closed_through[shard] = boundary
             await self.trim_raw(shard, now)
-        self.closed += published
         return published
 
     async def close_event(self, shard: int, event_id: str, safe_ms: int) -> int:

@@ -10,11 +10,7 @@ mode: process what is there and return, for deterministic tests.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,11 +21,13 @@ from .. import keys
 from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
 from ..errors import BatchError
+from ..lifecycle import instance_id, sleep_unless
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
+from .heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,7 @@ class Worker:
         self.redis = redis
         self.settings = settings
         self.rule = rule or EmojiSwarmRule(settings.top_n, settings.scale)
-        self.worker_id = worker_id or (
-            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        )
+        self.worker_id = worker_id or instance_id()
         self.scripts = Scripts(redis)
         self.closer = WindowCloser(redis, settings, self.scripts)
         self._streams = [keys.raw_stream(shard) for shard in range(settings.shards)]
@@ -266,19 +262,19 @@ class Worker:
         return processed + sum(await asyncio.gather(*(reader() for _ in range(READERS))))
 
     async def heartbeat(self) -> None:
-        info = {
-            "lost": self.lost,
-            "failed": self.failed,
-            "worker": self.worker_id,
-            "at_ms": now_ms(),
-            "batches": self.batches,
-            "reactions": self.reactions,
-            "late": self.late,
-            "dead": self.dead,
-        }
+        beat = Heartbeat(
+            self.worker_id,
+            now_ms(),
+            reactions=self.reactions,
+            batches=self.batches,
+            late=self.late,
+            dead=self.dead,
+            lost=self.lost,
+            failed=self.failed,
+        )
         await self.redis.set(
             keys.worker_heartbeat(self.worker_id),
-            json.dumps(info),
+            beat.encode(),
             px=self.settings.worker_heartbeat_ttl_ms,
         )
 
@@ -292,15 +288,15 @@ class Worker:
 
         async def claim() -> None:
             await self.claim_idle()
-            await _sleep_unless(stop, self.settings.claim_idle_ms / 2000)
+            await sleep_unless(stop, self.settings.claim_idle_ms / 2000)
 
         async def close() -> None:
             await self.closer.tick()
-            await _sleep_unless(stop, self.settings.close_tick_ms / 1000)
+            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
 
         async def beat() -> None:
             await self.heartbeat()
-            await _sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
+            await sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
 
         steps = [*[consume] * READERS, claim, close, beat]
         loops = [asyncio.create_task(_forever(stop, step)) for step in steps]
@@ -322,13 +318,6 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
-
-
 async def _forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
     """Run ``step`` until stopped; Redis faults pause and retry instead of killing the role."""
     while not stop.is_set():
@@ -336,7 +325,7 @@ async def _forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> 
             await step()
         except (RedisError, OSError) as exc:
             log.warning("%s: %s; retrying", step.__name__, exc)
-            await _sleep_unless(stop, RETRY_PAUSE_S)
+            await sleep_unless(stop, RETRY_PAUSE_S)
 
 
 async def _retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
@@ -346,4 +335,4 @@ async def _retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]
             return
         except (RedisError, OSError) as exc:
             log.warning("waiting for Redis: %s", exc)
-            await _sleep_unless(stop, RETRY_PAUSE_S)
+            await sleep_unless(stop, RETRY_PAUSE_S)

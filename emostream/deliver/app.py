@@ -24,6 +24,7 @@ from ..errors import (
     from_http_status,
 )
 from ..settings import Settings
+from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
 from .frames import parse_last_event_id
 from .hub import Hub
@@ -114,6 +115,13 @@ def create_delivery_app(
             raise NotFound(f"no client {client_id!r} registered for {event_id}")
         return Response(status_code=204)
 
+    reader = StatsReader(hub.redis, settings, hub, nodes.node_id)
+
+    async def stats(request: Request) -> Response:
+        with redis_or_503("stats"):
+            body = await reader.snapshot()
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse(
             {
@@ -147,7 +155,8 @@ def create_delivery_app(
                 methods=["DELETE"],
             ),
             Route("/healthz", healthz),
-            *page_routes(settings, hub),
+            Route("/v1/stats", stats),
+            *page_routes(settings),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
     )

@@ -22,8 +22,6 @@ from starlette.types import Scope
 
 from ..contract import DEFAULT_EVENT, validate_event_id
 from ..settings import Settings
-from .hub import Hub
-from .stats import stats_route
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -81,7 +79,7 @@ def render_swarm_page(template: str, event_id: str, settings: Settings) -> str:
     return page
 
 
-def page_routes(settings: Settings, hub: Hub) -> list[BaseRoute]:
+def page_routes(settings: Settings) -> list[BaseRoute]:
     swarm_template = (STATIC_DIR / "swarm.html").read_text(encoding="utf-8")
     dashboard = (STATIC_DIR / "dashboard.html").read_text(encoding="utf-8")
 
@@ -102,6 +100,5 @@ def page_routes(settings: Settings, hub: Hub) -> list[BaseRoute]:
         Route("/", home),
         Route("/events/{event_id}", event_page),
         Route("/dashboard", dashboard_page),
-        stats_route(settings, hub),
         Mount("/static", SharedStaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import secrets
-import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -23,6 +20,7 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..errors import Unavailable
+from ..lifecycle import instance_id, sleep_unless
 from ..settings import Settings
 from .hub import Hub
 
@@ -37,11 +35,36 @@ class Node:
     node: str
     cluster: str
     url: str
+    # Connections at its last heartbeat, as the node reported them.
     connections: int
+    # What assignment balances on: those connections plus the clients assigned since.
+    load: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"node": self.node, "cluster": self.cluster, "url": self.url} | {
+            "connections": self.connections
+        }
 
 
-def node_id_for(settings: Settings) -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{settings.port}-{secrets.token_hex(2)}"
+async def live_nodes(redis: Redis, cluster: str, prune: bool = True) -> list[Node]:
+    """The cluster's live nodes, least loaded first (by the load the cluster's sorted set
+    holds: the connections at each node's last heartbeat plus clients assigned since); with
+    ``prune``, nodes whose registration expired are removed on the way."""
+    loads: Any = await redis.zrange(keys.cluster_nodes(cluster), 0, -1, withscores=True)
+    if not loads:
+        return []
+    ids = [member.decode() for member, _load in loads]
+    found: Any = await redis.mget([keys.delivery_node(node) for node in ids])
+    live, dead = [], []
+    for (node, (_member, load)), raw in zip(zip(ids, loads, strict=True), found, strict=True):
+        if raw is None:
+            dead.append(node)
+            continue
+        info = json.loads(raw)
+        live.append(Node(node, info["cluster"], info["url"], int(info["connections"]), int(load)))
+    if dead and prune:
+        await redis.zrem(keys.cluster_nodes(cluster), *dead)
+    return sorted(live, key=lambda n: (n.load, n.node))
 
 
 class Registry:
@@ -49,7 +72,7 @@ class Registry:
         self.redis = redis
         self.settings = settings
         self.hub = hub
-        self.node_id = node_id_for(settings)
+        self.node_id = instance_id()
 
     # -- this node ---------------------------------------------------------------------------
 
@@ -61,7 +84,9 @@ class Registry:
     async def beat(self) -> None:
         me = self.me()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(keys.delivery_node(me.node), json.dumps(asdict(me)), px=self.settings.node_ttl_ms)
+        pipe.set(
+            keys.delivery_node(me.node), json.dumps(me.describe()), px=self.settings.node_ttl_ms
+        )
         pipe.zadd(keys.cluster_nodes(me.cluster), {me.node: me.connections})
         pipe.sadd(keys.CLUSTERS, me.cluster)
         await pipe.execute()
@@ -74,10 +99,7 @@ class Registry:
                 await self.beat()
             except (RedisError, OSError) as exc:
                 log.warning("delivery heartbeat failed: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), every_s)
-            except TimeoutError:
-                pass
+            await sleep_unless(stop, every_s)
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(keys.delivery_node(self.node_id))
@@ -88,26 +110,8 @@ class Registry:
 
     # -- every node ----------------------------------------------------------------------------
 
-    async def live_nodes(self, cluster: str) -> list[Node]:
-        """The cluster's live nodes, least loaded first; dead ones are pruned on the way."""
-        loads: Any = await self.redis.zrange(keys.cluster_nodes(cluster), 0, -1, withscores=True)
-        if not loads:
-            return []
-        ids = [member.decode() for member, _load in loads]
-        found: Any = await self.redis.mget([keys.delivery_node(node) for node in ids])
-        live, dead = [], []
-        for (node, (_member, load)), raw in zip(zip(ids, loads, strict=True), found, strict=True):
-            if raw is None:
-                dead.append(node)
-                continue
-            info = json.loads(raw)
-            live.append(Node(node, info["cluster"], info["url"], int(load)))
-        if dead:
-            await self.redis.zrem(keys.cluster_nodes(cluster), *dead)
-        return sorted(live, key=lambda n: (n.connections, n.node))
-
     async def assign(self, event_id: str, client_id: str, cluster: str) -> dict[str, Any]:
-        nodes = await self.live_nodes(cluster)
+        nodes = await live_nodes(self.redis, cluster)
         if not nodes:
             raise Unavailable(f"no live delivery node in cluster {cluster!r}", code="no_live_node")
         chosen = nodes[0]

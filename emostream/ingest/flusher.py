@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from redis.exceptions import RedisError
 from .. import keys
 from ..batch import Batch, pack_batch
 from ..clock import now_ms
+from ..lifecycle import instance_id, sleep_unless
 from ..scripts import Scripts
 from ..settings import Settings
 from ..windows import next_tick_ms
@@ -38,10 +37,6 @@ class PackedBatch:
     watermark_ms: int
 
 
-def new_producer_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
 class Flusher:
     def __init__(
         self,
@@ -53,13 +48,12 @@ class Flusher:
         self.redis = redis
         self.settings = settings
         self.buffer = buffer
-        self.producer_id = producer_id or new_producer_id()
+        self.producer_id = producer_id or instance_id()
         self._scripts = Scripts(redis)
         self._unsent: list[deque[PackedBatch]] = [deque() for _ in range(settings.shards)]
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.batches_written = 0
         self.reactions_written = 0
         self.redis_available = True
 
@@ -98,7 +92,6 @@ class Flusher:
                 )
                 unsent.popleft()
                 self.buffer.written(packed.size)
-                self.batches_written += 1
                 self.reactions_written += packed.size
                 written += packed.size
         except (RedisError, OSError) as exc:
@@ -113,10 +106,7 @@ class Flusher:
         interval = self.settings.flush_interval_ms
         while not self._stopping.is_set():
             delay_s = (next_tick_ms(now_ms(), interval) - now_ms()) / 1000
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(delay_s, 0))
-            except TimeoutError:
-                pass
+            await sleep_unless(self._wake, delay_s)
             self._wake.clear()
             await self.flush()
 

@@ -73,6 +73,8 @@ function render(stats) {
   $("producers-count").textContent = String(new Set(liveProducers.map((p) => p.producer)).size);
   $("connections").textContent = String(connections);
   $("late").textContent = compactNumber(stats.late);
+  $("lost").textContent = compactNumber(stats.lost);
+  $("lost").className = stats.lost ? "big bad" : "big";
   $("dead").textContent = compactNumber(stats.dead_lettered);
   $("dead").className = stats.dead_lettered ? "big bad" : "big";
 
@@ -98,10 +100,12 @@ function render(stats) {
       cell(compactNumber(w.reactions)),
       cell(compactNumber(w.batches)),
       cell(compactNumber(w.late)),
+      cell(compactNumber(w.lost), w.lost ? "bad" : ""),
+      cell(compactNumber(w.failed), w.failed ? "bad" : ""),
       cell(compactNumber(w.dead)),
       cell(`${duration(w.heartbeat_age_ms)} ago`),
     ]),
-    7,
+    9,
     "no live worker: windows are not being counted",
   );
   fillTable(
@@ -124,9 +128,9 @@ function render(stats) {
       cell(n.url),
     ]),
     4,
-    "no node",
+    "no delivery node is registered",
   );
-  $("nodes-scope").textContent = stats.delivery.scope;
+  $("nodes-scope").textContent = `answered by ${stats.delivery.this_node.node}`;
   fillTable(
     $("events"),
     stats.events.map((e) => [

@@ -1,72 +1,38 @@
-"""Operator stats for the dashboard: a read-only look at Redis, served as ``GET /v1/stats``.
+"""Operator stats for the dashboard: a read-only model of every tier, served by delivery as
+``GET /v1/stats``.
 
-Everything comes from what the roles already write: worker heartbeats (cumulative counters
-with their own ``at_ms``), the consumer group on each raw shard, the producers' watermarks and
-the dead-letter streams. Nothing here writes to Redis.
+Everything comes from what the roles already write: worker heartbeats (aggregate/heartbeat.py,
+cumulative counters with their own ``at_ms``), the consumer group on each raw shard, the
+producers' watermarks, the dead-letter streams and the delivery nodes' registrations. Nothing
+here writes to Redis.
 
-Rates need two samples, and Redis keeps only counters, so this node remembers the previous
-heartbeat of each worker and a few samples of its own window counter. Rates are therefore
-this node's view, ``None`` until it has seen two samples.
-
-``delivery`` lists every registered delivery node (emostream/deliver/registry.py), or this
-node alone when it is not registered (an app served without the registry, as in tests).
+Rates need two samples, and Redis keeps only counters, so the reader remembers the previous
+heartbeat of each worker and a few samples of its node's window counter. Rates are therefore
+the answering node's view, ``None`` until it has seen two samples.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from .. import keys
-from ..clock import now_ms
-from ..errors import Unavailable
-from ..settings import Settings
-from .hub import Hub
+from . import keys
+from .aggregate.heartbeat import Heartbeat, parse_heartbeat
+from .clock import now_ms
+from .deliver.hub import Hub
+from .deliver.registry import live_nodes
+from .settings import Settings
+from .streams import find_group
+from .windows import producer_is_live
 
 # The dashboard lists the most recently active events of each shard, not all of them.
 EVENTS_PER_SHARD = 10
 # Heartbeat keys fetched per SCAN call; SCAN never blocks Redis the way KEYS does.
 SCAN_COUNT = 500
 RATE_SPAN_S = 10.0
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    worker: str
-    at_ms: int
-    reactions: int
-    batches: int
-    late: int
-    dead: int
-
-
-def parse_heartbeat(worker: str, raw: bytes | str | None) -> Heartbeat | None:
-    """A worker's heartbeat JSON, or None if it vanished or is not ours to read."""
-    if raw is None:
-        return None
-    try:
-        info = json.loads(raw)
-        return Heartbeat(
-            worker,
-            int(info["at_ms"]),
-            int(info.get("reactions", 0)),
-            int(info.get("batches", 0)),
-            int(info.get("late", 0)),
-            int(info.get("dead", 0)),
-        )
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 class WorkerRates:
@@ -124,16 +90,15 @@ class RateMeter:
 
 def group_stats(groups: Any) -> dict[str, Any]:
     """Pending, lag and consumers of the aggregators group from XINFO GROUPS."""
-    for group in groups or []:
-        name = group.get("name")
-        if (name.decode() if isinstance(name, bytes) else name) == keys.AGGREGATORS_GROUP:
-            return {
-                "pending": int(group.get("pending") or 0),
-                # Redis 7 reports lag; None when it cannot tell (e.g. after XDEL).
-                "lag": None if group.get("lag") is None else int(group["lag"]),
-                "consumers": int(group.get("consumers") or 0),
-            }
-    return {"pending": 0, "lag": None, "consumers": 0}
+    group = find_group(groups or [], keys.AGGREGATORS_GROUP)
+    if group is None:
+        return {"pending": 0, "lag": None, "consumers": 0}
+    return {
+        "pending": int(group.get("pending") or 0),
+        # Redis 7 reports lag; None when it cannot tell (e.g. after XDEL).
+        "lag": None if group.get("lag") is None else int(group["lag"]),
+        "consumers": int(group.get("consumers") or 0),
+    }
 
 
 def producer_stats(
@@ -148,22 +113,18 @@ def producer_stats(
                 "producer": producer.decode(errors="replace"),
                 "shard": shard,
                 "watermark_age_ms": age_ms,
-                "live": age_ms <= timeout_ms,
+                "live": producer_is_live(int(value), now, timeout_ms),
             }
         )
     return producers
 
 
-def _node_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 class StatsReader:
-    def __init__(self, redis: Redis, settings: Settings, hub: Hub) -> None:
+    def __init__(self, redis: Redis, settings: Settings, hub: Hub, node_id: str = "") -> None:
         self.redis = redis
         self.settings = settings
         self.hub = hub
-        self.node = _node_id()
+        self.node_id = node_id
         self._worker_rates = WorkerRates()
         self._windows = RateMeter()
 
@@ -252,21 +213,12 @@ class StatsReader:
 
     async def delivery_nodes(self) -> list[dict[str, Any]]:
         """Every live registered delivery node, by cluster (a dead node's key has expired)."""
-        rows: list[dict[str, Any]] = []
         clusters: Any = await self.redis.smembers(keys.CLUSTERS)
-        for cluster in sorted(c.decode() for c in clusters):
-            members: Any = await self.redis.zrange(keys.cluster_nodes(cluster), 0, -1)
-            if not members:
-                continue
-            found: Any = await self.redis.mget([keys.delivery_node(m.decode()) for m in members])
-            for raw in found:
-                if raw is not None:
-                    info = json.loads(raw)
-                    rows.append(
-                        {name: info[name] for name in ("node", "cluster", "url")}
-                        | {"connections": int(info["connections"])}
-                    )
-        return rows
+        return [
+            node.describe()
+            for cluster in sorted(c.decode() for c in clusters)
+            for node in await live_nodes(self.redis, cluster, prune=False)
+        ]
 
     async def snapshot(self) -> dict[str, Any]:
         now = now_ms()
@@ -283,6 +235,8 @@ class StatsReader:
                 "reactions": beat.reactions,
                 "batches": beat.batches,
                 "late": beat.late,
+                "lost": beat.lost,
+                "failed": beat.failed,
                 "dead": beat.dead,
                 "reactions_per_s": rates[beat.worker],
             }
@@ -293,6 +247,7 @@ class StatsReader:
             "reactions_per_s": sum(known) if known else None,
             "windows_per_s": self._windows.add(time.monotonic(), self.hub.windows_received),
             "late": sum(beat.late for beat, _ttl in beats),
+            "lost": sum(beat.lost for beat, _ttl in beats),
             "dead_lettered": sum(shard["dead_letters"] for shard in shards),
             "workers": workers,
             "shards": shards,
@@ -302,38 +257,11 @@ class StatsReader:
         }
 
     async def delivery(self) -> dict[str, Any]:
-        this_node = {
-            "subscribed": self.hub.subscribed.is_set(),
-            "windows_received": self.hub.windows_received,
-        }
-        nodes = await self.delivery_nodes()
-        if nodes:
-            return {
-                "scope": "every registered delivery node",
-                "this_node": this_node,
-                "nodes": nodes,
-            }
-        alone = {
-            "node": self.node,
-            "cluster": self.settings.cluster,
-            "url": self.settings.node_url,
-            "connections": self.hub.connections,
-        }
         return {
-            "scope": "this node only: no delivery node is registered",
-            "this_node": this_node,
-            "nodes": [alone],
+            "this_node": {
+                "node": self.node_id,
+                "subscribed": self.hub.subscribed.is_set(),
+                "windows_received": self.hub.windows_received,
+            },
+            "nodes": await self.delivery_nodes(),
         }
-
-
-def stats_route(settings: Settings, hub: Hub) -> Route:
-    reader = StatsReader(hub.redis, settings, hub)
-
-    async def stats(request: Request) -> Response:
-        try:
-            body = await reader.snapshot()
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"stats unavailable: {exc}") from None
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
-
-    return Route("/v1/stats", stats)

@@ -1,0 +1,43 @@
+"""Small mechanisms every role uses, written once: who this process is, a pause that a stop
+cuts short, and a long-lived background loop tied to a ``with`` block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+
+def instance_id() -> str:
+    """A name for one producer, worker or delivery node: host and pid for a reader, plus a
+    random part so two instances in one process (tests, `emostream up`) never collide."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever is first; True if stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0))
+    except TimeoutError:
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def running(
+    name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+) -> AsyncIterator[None]:
+    """``run(stop)`` as a task for the block's duration; on leaving, ``stop`` is set and the
+    task awaited, so its own shutdown (a last flush, a deregistration) completes and its
+    exception, if any, is raised here instead of being lost."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop), name=name)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
