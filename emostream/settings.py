@@ -20,118 +20,108 @@ from .errors import ConfigError
 PREFIX = "EMOSTREAM_"
 
 
+# A setting's rule, stated beside its default: the check returns what the value must be, or
+# "" when it is fine.
+def at_least(low: float, default: Any, high: float | None = None) -> Any:
+    def check(value: float) -> str:
+        if value < low or (high is not None and value > high):
+            return f"at least {low}" + (f" and at most {high}" if high is not None else "")
+        return ""
+
+    return field(default=default, metadata={"check": check})
+
+
+def above(low: float, default: float) -> Any:
+    return field(default=default, metadata={"check": lambda v: "" if v > low else f"above {low}"})
+
+
+def one_of(*choices: str) -> Any:
+    allowed = " or ".join(choices)
+    return field(default=choices[0], metadata={"check": lambda v: "" if v in choices else allowed})
+
+
 @dataclass(frozen=True)
 class Settings:
     # Unset: `emostream up` starts a private redis-server it owns.
     redis_url: str | None = field(default=None, repr=False)
-    window_s: float = 2.0
-    top_n: int = 5
-    scale: int = 1000
-    flush_interval_ms: int = 500
-    flush_max: int = 20_000
+    window_s: float = at_least(0.1, 2.0)
+    top_n: int = at_least(1, 5)
+    scale: int = at_least(1, 1000)
+    flush_interval_ms: int = at_least(1, 500)
+    flush_max: int = at_least(1, 20_000)
     # Reactions an ingest process holds before answering 503: room for several flushes
     # while Redis is briefly away, never unbounded memory.
-    buffer_max: int = 200_000
-    max_batch: int = 500
-    max_body_bytes: int = 256 * 1024
+    buffer_max: int = at_least(1, 200_000)
+    max_batch: int = at_least(1, 500)
+    max_body_bytes: int = at_least(1, 256 * 1024)
     # Raw stream shards; an event always lands on the same shard (and hash slot).
-    shards: int = 4
-    raw_maxlen: int = 100_000
-    history_max: int = 10_000
+    shards: int = at_least(1, 4)
+    raw_maxlen: int = at_least(1, 100_000)
+    history_max: int = at_least(1, 10_000)
     # Windows a reconnecting client is replayed at most (newest kept).
-    replay_max: int = 100
-    read_block_ms: int = 200
-    read_count: int = 64
-    claim_idle_ms: int = 5_000
+    replay_max: int = at_least(1, 100)
+    read_block_ms: int = at_least(1, 200)
+    read_count: int = at_least(1, 64)
+    claim_idle_ms: int = at_least(1, 5_000)
     # A raw entry whose processing failed this many times goes to the dead-letter stream.
-    max_deliveries: int = 3
+    max_deliveries: int = at_least(1, 3)
     # Processed raw entries are kept this long for analytics, then trimmed (an analytics
     # consumer group keeps them until it has read them).
-    raw_retention_s: int = 60
+    raw_retention_s: int = at_least(1, 60)
     # A closed window is kept this long to count late reactions into a revision; later ones
-    # are only tallied as lost in the event's `late` field.
-    revision_horizon_s: int = 3600
-    close_tick_ms: int = 50
+    # are only tallied as lost in the event's `lost` field.
+    revision_horizon_s: int = at_least(1, 3600)
+    close_tick_ms: int = at_least(1, 50)
     # An ingest process whose watermark has not moved for this long no longer holds
     # windows open (it died or lost Redis).
-    producer_timeout_ms: int = 5_000
+    producer_timeout_ms: int = at_least(1, 5_000)
     # A window is closed at the latest this long after it ended, even if a stuck entry
     # still holds it; what comes later is counted as late.
-    close_max_delay_ms: int = 10_000
+    close_max_delay_ms: int = at_least(1, 10_000)
     # An event with no reactions for this long stops producing (empty) windows.
-    event_idle_s: float = 60.0
-    heartbeat_s: float = 15.0
-    client_queue_max: int = 32
+    event_idle_s: float = above(0, 60.0)
+    heartbeat_s: float = above(0, 15.0)
+    client_queue_max: int = at_least(1, 32)
     # A client whose socket accepts nothing for this long is gone: its stream is ended. (A
     # client that vanished without closing is only noticed once its send buffer is full.)
-    send_timeout_s: float = 10.0
+    send_timeout_s: float = above(0, 10.0)
     # Kernel send buffer of each client socket (fixed, so a stalled client fills it and hits
     # the send timeout within a bounded number of windows; Linux doubles the value).
-    client_send_buffer_bytes: int = 64 * 1024
+    client_send_buffer_bytes: int = at_least(1, 64 * 1024)
     # A window subscription on which nothing (window or PONG) came back for this long is
     # declared dead and replaced: a half-open socket or a stopped Redis never raises.
-    subscription_timeout_ms: int = 3_000
+    subscription_timeout_ms: int = at_least(1, 3_000)
     # Delivery nodes: the cluster this node belongs to, the base URL clients reach it at
     # (unset: http://host:port) and how long its registration outlives its last heartbeat.
     cluster: str = "default"
     public_url: str = ""
-    node_ttl_ms: int = 5_000
+    node_ttl_ms: int = at_least(1, 5_000)
     # Serve HTTPS (and with it HTTP/2 over ALPN, which browsers only speak over TLS) when both
     # are set: PEM certificate chain and private key.
     tls_certfile: str = ""
     tls_keyfile: str = ""
-    worker_heartbeat_ttl_ms: int = 10_000
+    worker_heartbeat_ttl_ms: int = at_least(1, 10_000)
     # Optional per-event allow-list shared by every event: comma-separated emojis.
     allowed_emojis: tuple[str, ...] = ()
     # Server software of every role: uvicorn (default, picked by measurement) or hypercorn
     # (also serves HTTP/2, over TLS to browsers).
-    server: str = "uvicorn"
+    server: str = one_of("uvicorn", "hypercorn")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = at_least(1, 8000, high=65535)
 
     @property
     def window_ms(self) -> int:
         return int(round(self.window_s * 1000))
 
     def __post_init__(self) -> None:
-        if self.window_ms < 100:
-            raise ConfigError("EMOSTREAM_WINDOW_S must be at least 0.1")
-        positive = (
-            "top_n",
-            "scale",
-            "flush_interval_ms",
-            "flush_max",
-            "buffer_max",
-            "max_batch",
-            "max_body_bytes",
-            "shards",
-            "raw_maxlen",
-            "history_max",
-            "read_block_ms",
-            "read_count",
-            "claim_idle_ms",
-            "max_deliveries",
-            "raw_retention_s",
-            "revision_horizon_s",
-            "close_tick_ms",
-            "producer_timeout_ms",
-            "client_queue_max",
-            "subscription_timeout_ms",
-            "client_send_buffer_bytes",
-            "node_ttl_ms",
-            "worker_heartbeat_ttl_ms",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                problem = check(getattr(self, f.name))
+                if problem:
+                    raise ConfigError(f"{PREFIX}{f.name.upper()} must be {problem}")
         if self.buffer_max < self.flush_max:
             raise ConfigError(f"{PREFIX}BUFFER_MAX must be at least {PREFIX}FLUSH_MAX")
-        if self.heartbeat_s <= 0 or self.event_idle_s <= 0:
-            raise ConfigError("EMOSTREAM_HEARTBEAT_S and EMOSTREAM_EVENT_IDLE_S must be positive")
-        if self.server not in ("uvicorn", "hypercorn"):
-            raise ConfigError(f"{PREFIX}SERVER must be uvicorn or hypercorn")
-        if self.send_timeout_s <= 0:
-            raise ConfigError(f"{PREFIX}SEND_TIMEOUT_S must be positive")
         if not CLUSTER_NAME.fullmatch(self.cluster):
             raise ConfigError(f"{PREFIX}CLUSTER must be {CLUSTER_NAME_RULE}")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):

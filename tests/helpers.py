@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -27,12 +28,27 @@ async def history(redis: Redis, settings: Settings, event_id: str) -> list[Windo
     return [decode_record(fields[b"w"]) for _id, fields in entries]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout_s: float = 10.0
+) -> None:
+    """Wait until ``check()`` (a plain or an async function) is true, or fail."""
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
+
+    async def met() -> bool:
+        result = check()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await met():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+def quick_settings(redis_url: str, window_ms: int, **overrides: Any) -> Settings:
+    """Settings for in-process pipeline tests: short windows over two shards."""
+    return Settings(
+        **{"redis_url": redis_url, "shards": 2, "window_s": window_ms / 1000, **overrides}
+    )
 
 
 def make_ingest(

@@ -15,7 +15,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, reactions
+from .helpers import history, make_ingest, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -25,12 +25,8 @@ WINDOW_MS = 500
 @pytest.fixture
 def fast(redis_server: PrivateRedis) -> Settings:
     # Forced closing far away, so these tests see the watermark logic alone.
-    return Settings(
-        redis_url=redis_server.url,
-        shards=2,
-        window_s=WINDOW_MS / 1000,
-        close_max_delay_ms=600_000,
-        producer_timeout_ms=1500,
+    return quick_settings(
+        redis_server.url, WINDOW_MS, close_max_delay_ms=600_000, producer_timeout_ms=1500
     )
 
 

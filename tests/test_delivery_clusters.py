@@ -15,6 +15,7 @@ from emostream import keys
 from emostream.deliver.frames import stream_swarm_windows
 
 from .conftest import Process, ProcessFactory
+from .helpers import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -78,14 +79,6 @@ async def register(
     return assignment
 
 
-async def wait_for(check: Any, timeout_s: float = 40.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def test_three_clusters_every_client_gets_every_window(processes: ProcessFactory) -> None:
     specs: list[tuple[str, dict[str, str]]] = [("ingest", COMMON), ("worker", COMMON)]
     for cluster in CLUSTERS:
@@ -108,7 +101,7 @@ async def test_three_clusters_every_client_gets_every_window(processes: ProcessF
                 for k in range(3)
             ]
             listeners += [Listener(a) for a in first]
-            await wait_for(lambda: all(len(x.windows) >= 3 for x in listeners))
+            await eventually(lambda: all(len(x.windows) >= 3 for x in listeners), timeout_s=40)
 
             # Join mid-stream, and leave mid-stream.
             joined = [
@@ -122,7 +115,7 @@ async def test_three_clusters_every_client_gets_every_window(processes: ProcessF
                 await listener.leave(nodes[0].url, client)
             staying = [x for x in listeners if x not in leaving]
             target = max(x.newest() for x in staying) + 4
-            await wait_for(lambda: all(x.newest() >= target for x in staying))
+            await eventually(lambda: all(x.newest() >= target for x in staying), timeout_s=40)
         finally:
             stop.set()
             for listener in listeners:
@@ -170,7 +163,7 @@ async def test_three_clusters_every_client_gets_every_window(processes: ProcessF
         stopped_id, stopped = next((i, n) for i, n in node_of.items() if n is nodes[1])
         killed.kill()
         assert stopped.terminate() == 0
-        await wait_for(lambda: not store.exists(keys.delivery_node(killed_id)), timeout_s=30)
+        await eventually(lambda: not store.exists(keys.delivery_node(killed_id)), timeout_s=30)
         assert not store.exists(keys.delivery_node(stopped_id))
         chosen: Counter[str] = Counter()
         for _ in range(12):

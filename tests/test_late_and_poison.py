@@ -19,7 +19,7 @@ from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, reactions
+from .helpers import history, make_ingest, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -28,9 +28,7 @@ WINDOW_MS = 300
 
 @pytest.fixture
 def fast(redis_server: PrivateRedis) -> Settings:
-    return Settings(
-        redis_url=redis_server.url, shards=1, window_s=WINDOW_MS / 1000, close_max_delay_ms=60_000
-    )
+    return quick_settings(redis_server.url, WINDOW_MS, shards=1, close_max_delay_ms=60_000)
 
 
 async def close_through(flusher: Any, worker: Worker, end_ms: int) -> None:

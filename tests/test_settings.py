@@ -30,6 +30,12 @@ def test_environment_is_cast_and_overrides_win() -> None:
         ("EMOSTREAM_TOP_N", "0"),
         ("EMOSTREAM_WINDOW_S", "0.01"),
         ("EMOSTREAM_FLUSH_MAX", "-1"),
+        ("EMOSTREAM_REPLAY_MAX", "0"),
+        ("EMOSTREAM_CLOSE_MAX_DELAY_MS", "0"),
+        ("EMOSTREAM_PORT", "0"),
+        ("EMOSTREAM_PORT", "70000"),
+        ("EMOSTREAM_SEND_TIMEOUT_S", "0"),
+        ("EMOSTREAM_SERVER", "gunicorn"),
     ],
 )
 def test_bad_values_fail_loudly_naming_the_variable(name: str, value: str) -> None:

@@ -1,17 +1,14 @@
 """Full garbage collections between windows, not in the middle of a fan-out.
 
-A node with 10,000 clients tracks about a million objects (their connections, tasks and
-queues); CPython's full collection walks all of them, and when it fires on its own it does so
-in the middle of a fan-out: 6 automatic full collections of up to 487 ms each in 60 s of
-windows, in the side-by-side run of docs/benchmarks-delivery.md, every one a stall for every
-client. Freezing the heap with the clients connected made a forced full collection 20x
-shorter, but objects of clients that leave later would stay frozen (their cycles never
-collected), so the cost is moved instead of removed: CPython's automatic full collections
-are turned off, and the hub calls ``idle`` right after each window has been handed to every
-client (and on quiet ticks), where a full collection runs when CPython's count rule asks for
-one, at most every ``min_interval_s``, and at least every ``max_interval_s``. Windows arrive
-every 2 s and a fan-out to 10,000 clients takes a few hundred ms, so the collection lands in
-the gap. Younger generations are still collected automatically: they are small and fast.
+A node with 10,000 clients tracks about a million objects; CPython's full collection walks
+all of them, and when it fires on its own it stalls a fan-out for every client (up to half a
+second each in docs/benchmarks-delivery.md). Freezing the heap is not enough (objects of
+clients that leave later would never be collected), so the cost is moved instead of removed:
+CPython's automatic full collections are turned off, and the hub calls ``idle`` right after
+each window has been handed to every client (and on quiet ticks), where a full collection
+runs when CPython's count rule asks for one, at most every ``min_interval_s`` and at least
+every ``max_interval_s``. Younger generations are still collected automatically: they are
+small and fast.
 """
 
 from __future__ import annotations
