@@ -17,8 +17,10 @@ event (the ingest clock is monotonic). ``unpack_batch`` decodes everything, for 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +94,17 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     )
 
 
+@contextlib.contextmanager
+def _decoding() -> Iterator[None]:
+    """Whatever a malformed payload makes decoding raise becomes a BatchError."""
+    try:
+        yield
+    except BatchError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
+        raise BatchError(f"undecodable batch: {exc!r}") from exc
+
+
 def _unpack_outer(payload: bytes) -> Any:
     data: Any = msgpack.unpackb(payload, raw=False)
     if not isinstance(data, dict) or data.get("v") != BATCH_VERSION:
@@ -102,7 +115,7 @@ def _unpack_outer(payload: bytes) -> Any:
 
 def unpack_batch(payload: bytes) -> Batch:
     """Everything, reaction by reaction (for analytics and tests)."""
-    try:
+    with _decoding():
         data = _unpack_outer(payload)
         events: dict[str, EventColumns] = {}
         for event_id, _start, users_packed, emojis, runs, client_ts in data["groups"]:
@@ -116,10 +129,6 @@ def unpack_batch(payload: bytes) -> Batch:
             columns.received_ms += received
             columns.client_ts_ms += client_ts
         return Batch(str(data["id"]), str(data["p"]), int(data["wm"]), events)
-    except BatchError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
-        raise BatchError(f"undecodable batch: {exc!r}") from exc
 
 
 @dataclass(slots=True)
@@ -142,7 +151,7 @@ class BatchTally:
 
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
     """Count a packed batch per event and window without decoding its user ids."""
-    try:
+    with _decoding():
         data = _unpack_outer(payload)
         windows: list[WindowTally] = []
         size = 0
@@ -155,7 +164,3 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
             )
             size += len(emojis)
         return BatchTally(str(data["id"]), size, windows)
-    except BatchError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
-        raise BatchError(f"undecodable batch: {exc!r}") from exc

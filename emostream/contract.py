@@ -29,19 +29,19 @@ CLUSTER_NAME = EVENT_ID
 CLUSTER_NAME_RULE = EVENT_ID_RULE
 
 
-def validate_event_id(event_id: str) -> str:
-    if not EVENT_ID.fullmatch(event_id):
-        raise InvalidField("event_id", f"event_id must be {EVENT_ID_RULE}")
-    return event_id
+def validate_event_id(event_id: object) -> str:
+    return _matching("event_id", event_id, EVENT_ID, EVENT_ID_RULE)
 
 
 def validate_client_id(client_id: object) -> str:
-    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
-        raise InvalidField("client_id", f"client_id must be {CLIENT_ID_RULE}")
-    return client_id
+    return _matching("client_id", client_id, CLIENT_ID, CLIENT_ID_RULE)
 
 
 def validate_cluster(cluster: object) -> str:
-    if not isinstance(cluster, str) or not CLUSTER_NAME.fullmatch(cluster):
-        raise InvalidField("cluster", f"cluster must be {CLUSTER_NAME_RULE}")
-    return cluster
+    return _matching("cluster", cluster, CLUSTER_NAME, CLUSTER_NAME_RULE)
+
+
+def _matching(field: str, value: object, grammar: re.Pattern[str], rule: str) -> str:
+    if not isinstance(value, str) or not grammar.fullmatch(value):
+        raise InvalidField(field, f"{field} must be {rule}")
+    return value

@@ -9,7 +9,7 @@ import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
@@ -69,19 +69,23 @@ async def serve_until(
     own SIGTERM/SIGINT handling); ``before_shutdown`` runs first, to end open streams."""
     scheme = "https" if settings.tls_certfile else "http"
     log.info("serving on %s://%s:%d (%s)", scheme, settings.host, settings.port, settings.server)
-    if settings.server == "uvicorn":
-        await _serve_with_uvicorn(app, settings, stop, before_shutdown, tune)
-    else:
-        await _serve_with_hypercorn(app, settings, stop, before_shutdown, tune)
+    job = _Serving(app, settings, stop, before_shutdown, tune)
+    await (_serve_with_uvicorn if settings.server == "uvicorn" else _serve_with_hypercorn)(job)
 
 
-async def _serve_with_hypercorn(
-    app: ASGIApp,
-    settings: Settings,
-    stop: asyncio.Event,
-    before_shutdown: Callable[[], None] | None,
-    tune: Callable[[socket.socket], None] | None,
-) -> None:
+class _Serving(NamedTuple):
+    app: ASGIApp
+    settings: Settings
+    stop: asyncio.Event
+    # Runs as the server begins its graceful shutdown: ends the streams, which never end
+    # by themselves.
+    before_shutdown: Callable[[], None] | None
+    # Options set on the listening socket, inherited by every accepted client socket.
+    tune: Callable[[socket.socket], None] | None
+
+
+async def _serve_with_hypercorn(job: _Serving) -> None:
+    app, settings, stop, before_shutdown, tune = job
     config = TunedConfig(tune)
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
@@ -101,16 +105,11 @@ async def _serve_with_hypercorn(
     await serve(app, config, shutdown_trigger=shutdown_trigger)
 
 
-async def _serve_with_uvicorn(
-    app: ASGIApp,
-    settings: Settings,
-    stop: asyncio.Event,
-    before_shutdown: Callable[[], None] | None,
-    tune: Callable[[socket.socket], None] | None,
-) -> None:
+async def _serve_with_uvicorn(job: _Serving) -> None:
     """uvicorn (httptools) is the default: side by side it answered 3.7x hypercorn's
     requests/s on ingest (docs/benchmarks.md) and its per-send path is a direct transport
     write. It speaks HTTP/1.1 only; hypercorn (EMOSTREAM_SERVER=hypercorn) adds HTTP/2."""
+    app, settings, stop, before_shutdown, tune = job
     import uvicorn
 
     config = uvicorn.Config(

@@ -321,18 +321,20 @@ def _text(value: bytes | str) -> str:
 async def _forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
     """Run ``step`` until stopped; Redis faults pause and retry instead of killing the role."""
     while not stop.is_set():
-        try:
-            await step()
-        except (RedisError, OSError) as exc:
-            log.warning("%s: %s; retrying", step.__name__, exc)
-            await sleep_unless(stop, RETRY_PAUSE_S)
+        await _attempt(stop, step, step.__name__)
 
 
 async def _retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
-    while not stop.is_set():
-        try:
-            await action()
-            return
-        except (RedisError, OSError) as exc:
-            log.warning("waiting for Redis: %s", exc)
-            await sleep_unless(stop, RETRY_PAUSE_S)
+    while not stop.is_set() and not await _attempt(stop, action, "waiting for Redis"):
+        pass
+
+
+async def _attempt(stop: asyncio.Event, action: Callable[[], Awaitable[None]], what: str) -> bool:
+    """Run ``action`` once; on a Redis fault log it, pause and return False."""
+    try:
+        await action()
+        return True
+    except (RedisError, OSError) as exc:
+        log.warning("%s: %s; retrying", what, exc)
+        await sleep_unless(stop, RETRY_PAUSE_S)
+        return False

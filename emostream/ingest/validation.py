@@ -157,6 +157,10 @@ def parse_client_ts(value: Any, field: str) -> int | None:
     )
 
 
+def _bad(field: str, value: Any, message: str) -> InvalidField:
+    return InvalidField(field, message, "missing_field" if value is None else "invalid_field")
+
+
 def validate_reaction(
     item: Any,
     where: str,
@@ -168,18 +172,11 @@ def validate_reaction(
         raise MalformedBody("a reaction must be an object", where.rstrip(".") or None)
     user_id = item.get(names.user_id)
     if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-        raise InvalidField(
-            where + names.user_id,
-            f"{names.user_id} must be {USER_ID_RULE}",
-            "missing_field" if user_id is None else "invalid_field",
-        )
+        raise _bad(where + names.user_id, user_id, f"{names.user_id} must be {USER_ID_RULE}")
     raw_emoji = item.get(names.emoji)
     if not isinstance(raw_emoji, str):
-        raise InvalidField(
-            where + names.emoji,
-            f"{names.emoji} must be a string holding exactly one emoji",
-            "missing_field" if raw_emoji is None else "invalid_field",
-        )
+        message = f"{names.emoji} must be a string holding exactly one emoji"
+        raise _bad(where + names.emoji, raw_emoji, message)
     emoji = normalize_emoji(raw_emoji)
     if emoji is None:
         raise InvalidField(where + names.emoji, f"{names.emoji} must be exactly one emoji")
