@@ -103,6 +103,11 @@ def late_windows(shard: int) -> str:
     return f"{_tag(shard)}:late"
 
 
+def rate_counter(kind: str, key: str) -> str:
+    """Counter of what every ingest process took from one rate limit (``user`` or ``ip``)."""
+    return f"{PREFIX}:rate:{kind}:{key}"
+
+
 def worker_heartbeat(worker_id: str) -> str:
     """Set with a TTL by a live worker."""
     return f"{PREFIX}:worker:{worker_id}"

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from redis.asyncio import Redis
 
@@ -26,6 +27,7 @@ from .deliver.sockets import tune_client_sockets
 from .ingest.app import create_ingest_app
 from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
+from .ingest.limits import RateLimiter
 from .lifecycle import running
 from .redis_server import PrivateRedis
 from .rules import EmojiSwarmRule
@@ -57,10 +59,12 @@ async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]
 async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGIApp]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max)
     flusher = Flusher(redis, settings, buffer)
+    limiter = rate_limiter(settings)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
     try:
-        yield create_ingest_app(settings, buffer, flusher)
+        async with running("rate-limits", partial(limiter.run, redis, settings)):
+            yield create_ingest_app(settings, buffer, flusher, limiter)
     finally:
         await flusher.stop()
         await task
@@ -96,6 +100,16 @@ async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
                 hub.close()
     finally:
         pacer.uninstall()
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter(
+        settings.user_rate,
+        settings.user_burst,
+        settings.ip_rate,
+        settings.ip_burst,
+        settings.trusted_proxies,
+    )
 
 
 def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:

@@ -108,6 +108,17 @@ class Settings:
     server: str = one_of("uvicorn", "hypercorn")
     host: str = "127.0.0.1"
     port: int = at_least(1, 8000, high=65535)
+    # Rate limits, shared by every ingest process (ingest/limits.py); a rate of 0 turns one
+    # off. Reactions a second per user id: a person taps a few times a second, a script
+    # thousands. Requests a second per client address: off by default, since a whole
+    # stadium can share one address behind NAT.
+    user_rate: float = at_least(0, 50.0)
+    user_burst: float = at_least(1, 100.0)
+    ip_rate: float = at_least(0, 0.0)
+    ip_burst: float = at_least(1, 200.0)
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    rate_sync_interval_ms: int = at_least(10, 100)
 
     @property
     def window_ms(self) -> int:

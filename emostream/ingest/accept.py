@@ -11,6 +11,7 @@ from ..errors import InvalidField, Unavailable
 from ..settings import Settings
 from .buffer import ReactionBuffer
 from .flusher import Flusher
+from .limits import RateLimiter
 from .validation import (
     CONTRACT_FIELDS,
     SEED_FIELDS,
@@ -22,10 +23,17 @@ from .validation import (
 
 
 class Acceptor:
-    def __init__(self, settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        buffer: ReactionBuffer,
+        flusher: Flusher,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         self.buffer = buffer
         self.flusher = flusher
+        self.limiter = limiter
         self.allowed = frozenset(
             normalized
             for normalized in (normalize_emoji(e) for e in settings.allowed_emojis)
@@ -37,6 +45,8 @@ class Acceptor:
         reactions = validate_reactions(payload, self.settings.max_batch, self.allowed, names)
         if self.buffer.room() < len(reactions):
             raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
+        if self.limiter is not None:
+            self.limiter.check_users(reactions.users)
         self.buffer.add(event_id, reactions, now_ms())
         if self.buffer.pending >= self.settings.flush_max:
             self.flusher.poke()

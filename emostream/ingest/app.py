@@ -21,10 +21,16 @@ from .accept import Acceptor
 from .buffer import ReactionBuffer
 from .fastpath import ASGIApp, fast_ingest
 from .flusher import Flusher
+from .limits import RateLimiter
 
 
-def create_ingest_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> ASGIApp:
-    acceptor = Acceptor(settings, buffer, flusher)
+def create_ingest_app(
+    settings: Settings,
+    buffer: ReactionBuffer,
+    flusher: Flusher,
+    limiter: RateLimiter | None = None,
+) -> ASGIApp:
+    acceptor = Acceptor(settings, buffer, flusher, limiter)
     quart = create_quart_app(settings, buffer, flusher)
     return fast_ingest(quart, acceptor, settings.max_body_bytes)
 
