@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import RedisServerError
@@ -54,8 +55,10 @@ class PrivateRedis:
         binary: str | None = None,
         appendonly: bool = False,
         directory: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_redis_server()
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.appendonly = appendonly
         self._own_dir = directory is None
@@ -85,6 +88,7 @@ class PrivateRedis:
             "no",
             "--logfile",
             str(Path(self.directory) / "redis.log"),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
