@@ -9,6 +9,7 @@ from emoji import STATUS as EMOJI_STATUS
 
 from emostream.contract import validate_event_id
 from emostream.errors import ApiError
+from emostream.ingest.seed import validate_seed_reactions
 from emostream.ingest.timestamps import read_seed_ts
 from emostream.ingest.validation import (
     CONTRACT_FIELDS,
@@ -406,3 +407,73 @@ def test_the_column_path_and_the_full_check_share_the_range() -> None:
     assert _common_columns(beyond, CONTRACT_FIELDS, ()) is None
     with pytest.raises(ApiError):
         validate_reactions(beyond, 500)
+
+
+@pytest.mark.parametrize(
+    ("item", "user_id", "ts_ms"),
+    [
+        # the seed's generator: datetime.now().isoformat(), no zone
+        (
+            {
+                "user_id": "user_5",
+                "emoji_type": HEART + VS16,
+                "timestamp": "2026-11-27T14:50:00.123456",
+            },
+            "user_5",
+            1795791000123,
+        ),
+        # the seed's tests: a numeric user id
+        ({"user_id": 1, "emoji_type": FIRE, "timestamp": 1795805400}, "1", 1795805400000),
+        ({"user_id": 7.0, "emoji_type": FIRE}, "7", None),
+        ({"user_id": -3, "emoji_type": FIRE}, "-3", None),
+        # a client: str(datetime), a space instead of the T
+        (
+            {"user_id": 42, "emoji_type": FIRE, "timestamp": "2026-11-27 14:50:00"},
+            "42",
+            1795791000000,
+        ),
+    ],
+)
+def test_the_seed_alias_takes_what_the_seed_clients_send(
+    item: dict[str, Any], user_id: str, ts_ms: int | None
+) -> None:
+    columns, dropped = validate_seed_reactions(item, 500)
+    assert columns.rows() == [(user_id, normalize_emoji(item["emoji_type"]), ts_ms)]
+    assert dropped == 0
+
+
+def test_the_seed_alias_drops_an_unreadable_timestamp_and_counts_it() -> None:
+    items = [
+        {"user_id": "a", "emoji_type": FIRE, "timestamp": "last tuesday"},
+        {"user_id": "b", "emoji_type": FIRE, "timestamp": "2026-11-27T14:50:00"},
+        {"user_id": "c", "emoji_type": FIRE, "timestamp": -5},
+    ]
+    columns, dropped = validate_seed_reactions(items, 500)
+    assert columns.client_ts_ms == [None, 1795791000000, None] and dropped == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"user_id": True, "emoji_type": FIRE}, 422, "user_id"),
+        ({"user_id": 1.5, "emoji_type": FIRE}, 422, "user_id"),
+        ({"user_id": float("inf"), "emoji_type": FIRE}, 422, "user_id"),
+        ({"user_id": 10**70, "emoji_type": FIRE}, 422, "user_id"),
+        ({"user_id": "has space", "emoji_type": FIRE}, 422, "user_id"),
+        ({"user_id": 1, "emoji_type": FIRE + FIRE}, 422, "emoji_type"),
+        ({"user_id": 1}, 422, "emoji_type"),
+        (
+            [{"user_id": 1, "emoji_type": FIRE}, {"user_id": 2, "emoji_type": "x"}],
+            422,
+            "[1].emoji_type",
+        ),
+        ([{"user_id": 1, "emoji_type": FIRE}, 5], 400, "[1]"),
+        ([], 400, None),
+    ],
+)
+def test_the_seed_alias_still_refuses_a_bad_user_or_emoji(
+    payload: Any, status: int, field: str | None
+) -> None:
+    with pytest.raises(ApiError) as info:
+        validate_seed_reactions(payload, 500)
+    assert (info.value.status, info.value.field) == (status, field)

@@ -80,12 +80,12 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
                 raise BodyTooLarge(max_body_bytes)
             body = await _read_body(receive, max_body_bytes)
             if match is not None:
-                accepted = acceptor.reactions(match.group(1), content_type, body)
+                status, answer = acceptor.reactions(match.group(1), content_type, body)
             else:
-                accepted = acceptor.send_emoji(content_type, body)
+                status, answer = acceptor.send_emoji(content_type, body)
         except ApiError as error:
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
-        await _respond(send, 202, [JSON_HEADER, ANY_ORIGIN_RAW], b'{"accepted":%d}' % accepted)
+        await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
 
     return fast
