@@ -1,6 +1,6 @@
 """The seed's own clients against `emostream up`, through real HTTP: what its generator, its
-tests and its client send to `/send_emoji` gets 200 and is counted exactly, per emoji; v1
-keeps its strict ts rule."""
+tests and its client send to `/send_emoji` gets 200 and is counted exactly, per emoji; its
+`/register` and `/unregister` round trip; v1 keeps its strict ts rule."""
 
 from __future__ import annotations
 
@@ -111,3 +111,52 @@ def test_v1_keeps_its_strict_ts_rule(up: Process) -> None:
     for ts in ("2026-11-27T14:50:00.123456", 1795348800250, -1, "0001-01-01T00:00:00Z"):
         response = post_like_requests(url, {"user_id": "u1", "emoji": "🔥", "ts": ts})
         assert response.status_code == 422 and response.json()["error"]["field"] == "ts"
+
+
+def test_register_and_unregister_round_trip(up: Process) -> None:
+    registered = post_like_requests(f"{up.url}/register", {"user_id": 17, "group_id": "default"})
+    assert registered.status_code == 200, registered.text
+    assignment = registered.json()
+    assert assignment["client_id"] == assignment["user_id"] == "17"
+    assert assignment["cluster"] == assignment["group_id"] == "default"
+    assert assignment["event_id"] == "live"
+    assert assignment["stream_url"] == f"{up.url}/v1/events/live/stream"
+    with httpx.stream("GET", assignment["stream_url"], timeout=5.0) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+
+    left = post_like_requests(f"{up.url}/unregister", {"user_id": 17, "group_id": "default"})
+    assert (left.status_code, left.json()["unregistered"]) == (200, True)
+    again = post_like_requests(f"{up.url}/unregister", {"user_id": 17})
+    assert again.status_code == 404 and again.json()["error"]["code"] == "not_found"
+
+    # The same registry as the subscribers API, either way round, for any event.
+    post_like_requests(f"{up.url}/register", {"user_id": "viewer-9", "event_id": "final"})
+    assert httpx.delete(f"{up.url}/v1/events/final/subscribers/viewer-9").status_code == 204
+    httpx.post(f"{up.url}/v1/events/final/subscribers", json={"client_id": "viewer-10"})
+    left = post_like_requests(f"{up.url}/unregister", {"user_id": "viewer-10", "event_id": "final"})
+    assert left.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "field"),
+    [
+        ("/register", {"group_id": "default"}, 422, "user_id"),
+        ("/register", {"user_id": "has space"}, 422, "user_id"),
+        ("/register", {"user_id": 1, "group_id": "no such group"}, 422, "group_id"),
+        ("/register", {"user_id": 1, "event_id": "a b"}, 422, "event_id"),
+        ("/register", [1], 400, None),
+        ("/unregister", {"user_id": True}, 422, "user_id"),
+    ],
+)
+def test_bad_registrations_get_the_one_error_shape(
+    up: Process, path: str, payload: Any, status: int, field: str | None
+) -> None:
+    response = post_like_requests(f"{up.url}{path}", payload)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_a_group_without_a_live_node_is_a_503(up: Process) -> None:
+    response = post_like_requests(f"{up.url}/register", {"user_id": 1, "group_id": "group_2"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "no_live_node"

@@ -30,6 +30,7 @@ from .frames import parse_last_event_id
 from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
+from .seed import seed_routes
 from .stream import SwarmStream
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ def create_delivery_app(
             Route("/healthz", healthz),
             Route("/v1/stats", stats),
             *page_routes(settings),
+            *seed_routes(settings, nodes),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
     )
