@@ -1,4 +1,4 @@
-"""The `emostream` command: up | ingest | worker | delivery | simulate."""
+"""The `emostream` command: up | ingest | worker | delivery | simulate | watch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from . import roles, serving
 from .errors import EmostreamError
 from .settings import Settings
 from .simulate import DEFAULT_MIX, parse_mix, print_report, simulate
+from .watch import DEFAULT_URL, run_watch
 
 Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
 RUNNERS: dict[str, Runner] = {
@@ -49,11 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch", type=int, default=1, help="reactions per POST")
     sim.add_argument("--emojis", default=DEFAULT_MIX, help="emoji:weight,... (the mix)")
     sim.add_argument("--seed", type=int)
+    watch = commands.add_parser(
+        "watch",
+        help="print an event's swarm windows as they close",
+        description="Print an event's swarm windows as they close, one line each; resumes "
+        "after a drop with Last-Event-ID.",
+    )
+    watch.add_argument("event", help="the event id, e.g. live")
+    watch.add_argument("--url", default=DEFAULT_URL, help="a delivery node or `emostream up`")
+    watch.add_argument("--json", action="store_true", help="each window object as a JSON line")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "watch":  # its output is the windows: no request log in between
+        return run_watch(args.url, args.event, args.json)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
