@@ -17,6 +17,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from emostream.records import WindowRecord
+from emostream.rules import EmojiSwarmRule
 from emostream.watch import window_line
 
 from .conftest import Process, ProcessFactory
@@ -95,24 +97,13 @@ def post(url: str, event: str, emojis: list[str]) -> None:
 
 
 def test_a_window_reads_as_one_line() -> None:
-    window = {
-        "seq": 42,
-        "window_start_ms": 1795000000000,
-        "window_end_ms": 1795000002000,
-        "total": 5234,
-        "unique_users": 812,
-        "top": [
-            {"emoji": "🔥", "count": 3785, "swarm": 4},
-            {"emoji": "😂", "count": 9, "swarm": 1},
-        ],
-        "mood": 0.25,
-    }
+    record = WindowRecord("live", 42, 1795000000000, 1795000002000, 5234, 812, (("🔥", 3785),))
+    window = EmojiSwarmRule().window_object(record)
     line = window_line(window)
-    assert re.fullmatch(
-        r"#42 \d\d:\d\d:\d\d-\d\d:\d\d:\d\d  total 5234  users 812  mood \+0.25  🔥 3785  😂 9",
-        line,
-    ), line
-    assert window_line({**window, "top": [], "total": 0, "revision": 1}).endswith("-  (revised)")
+    assert re.fullmatch(r"#42 \d\d:\d\d:\d\d-\d\d:\d\d:\d\d  total 5234  users 812  🔥 3785", line)
+    assert "  mood +0.25  " in window_line({**window, "mood": 0.25})
+    revised = EmojiSwarmRule().window_object(WindowRecord("live", 42, 0, 2000, 0, 0, (), 1))
+    assert window_line(revised).endswith("  -  (revised)")
 
 
 def test_watch_prints_each_window_as_it_closes(
