@@ -109,11 +109,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = at_least(1, 8000, high=65535)
     # Rate limits, shared by every ingest process (ingest/limits.py); a rate of 0 turns one
-    # off. Reactions a second per user id: a person taps a few times a second, a script
-    # thousands. Requests a second per client address: off by default, since a whole
-    # stadium can share one address behind NAT.
-    user_rate: float = at_least(0, 50.0)
-    user_burst: float = at_least(1, 100.0)
+    # off. Reactions a second per user id: a person taps a few times a second, the seed's
+    # load generator sends about 100 from one user id, a flooding script thousands.
+    # Requests a second per client address: off by default, since a whole stadium can
+    # share one address behind NAT.
+    user_rate: float = at_least(0, 200.0)
+    user_burst: float = at_least(1, 400.0)
     ip_rate: float = at_least(0, 0.0)
     ip_burst: float = at_least(1, 200.0)
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
