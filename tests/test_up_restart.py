@@ -1,5 +1,6 @@
-"""`emostream up` keeps its history across restarts: its private Redis persists to a data
-directory. Real processes, a real SIGTERM, real SSE clients."""
+"""`emostream up` keeps its history across restarts (its private Redis persists to a data
+directory), and a client resuming beyond a history that was lost anyway starts over at once.
+Real processes, a real SIGTERM, real SSE clients."""
 
 from __future__ import annotations
 
@@ -182,3 +183,73 @@ async def test_up_keeps_history_and_seq_across_a_sigterm_and_restart(tmp_path: P
     assert exit_code == 0
     assert written(second_run) == sum(after.values())
     assert os.path.isdir(data_dir), "a data directory is never removed"
+
+
+async def test_a_resume_beyond_a_lost_history_gets_the_latest_window_at_once(
+    tmp_path: Path,
+) -> None:
+    """--ephemeral: the history is gone after a restart and seq numbering starts at 1
+    again; a client resuming with its old Last-Event-ID is told so and is sent the latest
+    window at once, then live ones."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stream_url = f"{url}/v1/events/{EVENT}/stream"
+    fast = {"EMOSTREAM_WINDOW_S": "0.5"}
+    first = start_up(tmp_path, port, "--ephemeral", **fast)
+    try:
+        httpx.post(f"{url}/v1/events/{EVENT}/reactions", json={"user_id": "u", "emoji": "🔥"})
+        follower = Follower(stream_url)
+        enough = asyncio.Event()
+        reader = asyncio.create_task(follower.follow(enough))
+        await wait_for(lambda: len(follower.seqs) >= 1 and follower.seqs[-1] >= 8, 30, "seq 8")
+        reader.cancel()
+        last_seen = follower.seqs[-1]
+    finally:
+        assert first.terminate() == 0
+
+    second = start_up(tmp_path, port, "--ephemeral", **fast)
+    try:
+        httpx.post(f"{url}/v1/events/{EVENT}/reactions", json={"user_id": "u", "emoji": "😂"})
+
+        def newest() -> int:
+            windows = httpx.get(f"{url}/v1/events/{EVENT}/windows?after=0&limit=1000").json()
+            return int(windows[-1]["seq"]) if windows else 0
+
+        await wait_for(lambda: newest() >= 1, 30, "a window after the restart")
+        assert newest() < last_seen, "history must have restarted from 1"
+
+        lines: list[str] = []
+        windows: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            headers = {"Last-Event-ID": str(last_seen)}
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=30.0)) as client,
+                client.stream("GET", stream_url, headers=headers) as response,
+            ):
+                assert response.status_code == 200
+
+                async def recorded() -> Any:
+                    async for line in response.aiter_lines():
+                        lines.append(line)
+                        yield line
+
+                async for window in stream_swarm_windows(recorded()):
+                    windows.append(window)
+                    if len(windows) >= 3:
+                        return
+
+        await asyncio.wait_for(read(), 30)
+        assert "event: reset" in lines, lines
+        reset_at = lines.index("event: reset")
+        assert (
+            lines[reset_at + 1].startswith("data: ")
+            and f'"last_event_id": {last_seen}' in (lines[reset_at + 1])
+        )
+        assert lines.index("event: swarm") > reset_at
+        # The latest window first (from before this connection), then live ones in order.
+        seqs = [w["seq"] for w in windows]
+        assert seqs[0] < last_seen
+        assert seqs == list(range(seqs[0], seqs[0] + 3)), seqs
+    finally:
+        assert second.terminate() == 0
