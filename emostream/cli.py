@@ -41,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "worker":
             command.add_argument("--host", help="bind address (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port (default 8000)")
+        if name == "up":
+            keep = command.add_mutually_exclusive_group()
+            keep.add_argument(
+                "--data-dir",
+                help="where the private Redis persists its data (overrides EMOSTREAM_DATA_DIR; "
+                "default $XDG_DATA_HOME/emostream or ~/.local/share/emostream)",
+            )
+            keep.add_argument(
+                "--ephemeral",
+                action="store_true",
+                help="keep the private Redis's data in a temporary directory, removed at exit",
+            )
     sim = commands.add_parser("simulate", help="post generated reactions to a running system")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
     sim.add_argument("--event", default="live")
@@ -85,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(report)
         return 0
     try:
-        overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port")}
+        overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port", "data_dir")}
+        if getattr(args, "ephemeral", False):
+            overrides["data_dir"] = ""
         settings = Settings.from_env(**overrides)
         logging.getLogger("emostream").info("%s: %s", args.command, settings.describe())
         serving.run_on_fastest_loop(_run(RUNNERS[args.command], settings))

@@ -38,12 +38,20 @@ log = logging.getLogger("emostream")
 
 
 @contextlib.asynccontextmanager
-async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]:
-    """A client for the configured Redis, or for a private one started (and stopped) here."""
+async def redis_for(
+    settings: Settings, data_dir: str = ""
+) -> AsyncIterator[tuple[Redis, Settings]]:
+    """A client for the configured Redis, or for a private one started (and stopped) here:
+    persisted in ``data_dir`` (AOF everysec) when one is given, else in a throwaway one."""
     private: PrivateRedis | None = None
     if settings.redis_url is None:
-        private = PrivateRedis().start()
-        log.info("started a private redis-server (%s) on port %d", private.binary, private.port)
+        private = PrivateRedis(appendonly=bool(data_dir), directory=data_dir or None).start()
+        log.info(
+            "started a private redis-server (%s) on port %d, data in %s",
+            private.binary,
+            private.port,
+            private.directory if data_dir else "a temporary directory (ephemeral)",
+        )
         settings = Settings(**{**settings.__dict__, "redis_url": private.url})
     assert settings.redis_url is not None
     redis = connect(settings.redis_url)
@@ -139,7 +147,7 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
     async with (
-        redis_for(settings) as (redis, settings),
+        redis_for(settings, settings.data_dir) as (redis, settings),
         worker_running(redis, settings),
         hub_running(redis, settings) as hub,
         node_registered(redis, settings, hub) as registry,

@@ -40,10 +40,21 @@ def one_of(*choices: str) -> Any:
     return field(default=choices[0], metadata={"check": lambda v: "" if v in choices else allowed})
 
 
+def default_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Per user, as the XDG base directories say: $XDG_DATA_HOME/emostream, else
+    ~/.local/share/emostream."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "emostream")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Unset: `emostream up` starts a private redis-server it owns.
     redis_url: str | None = field(default=None, repr=False)
+    # Where that private Redis of `emostream up` keeps its append-only file, so history and
+    # seq survive a restart; "" for a throwaway directory (`--ephemeral`).
+    data_dir: str = field(default_factory=default_data_dir)
     window_s: float = at_least(0.1, 2.0)
     top_n: int = at_least(1, 5)
     scale: int = at_least(1, 1000)

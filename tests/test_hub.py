@@ -146,7 +146,7 @@ async def test_windows_closed_before_the_first_subscription_are_filled(
     hub = Hub(redis, fast, EmojiSwarmRule())
     try:
         await eventually(lambda: _history_has(redis, fast, 2))
-        subscriber, backlog = await hub.join("live", None)
+        subscriber, backlog, _after = await hub.join("live", None)
         given = backlog[-1][0][0]
         assert subscriber.after == given
         await eventually(lambda: _history_has(redis, fast, given + 3))
@@ -221,3 +221,34 @@ async def _history_has(redis: Redis, settings: Settings, seq: int) -> bool:
 def test_history_key_is_on_the_event_shard(fast: Settings) -> None:
     shard = keys.shard_of("live", fast.shards)
     assert keys.window_history(shard, "live").startswith(f"emostream:{{s{shard}}}:")
+
+
+async def test_a_resume_beyond_the_newest_window_starts_the_client_over(
+    pipeline: tuple[Hub, Worker],
+) -> None:
+    """A Last-Event-ID the event never reached (its Redis lost the history and numbers from
+    1 again) gets the latest window at once and then every live one, not silence until the
+    new seqs pass the old."""
+    hub, _ = pipeline
+    watcher = hub.attach("live")
+    await eventually(lambda: _has(watcher, 2))
+    newest = seqs(watcher)[-1]
+    subscriber, backlog, after = await hub.join("live", newest + 1000)
+    assert after is None
+    assert len(backlog) == 1 and backlog[0][0][0] >= newest
+    chunks = subscriber.start(backlog, after)
+    assert chunks == [backlog[0][1]]
+    await eventually(lambda: _has(subscriber, 2))
+    assert subscriber.take().count(b"event: swarm") >= 2, "live windows must reach it"
+
+
+async def test_a_resume_at_the_newest_window_is_no_reset(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    watcher = hub.attach("live")
+    await eventually(lambda: _has(watcher, 1))
+    newest = seqs(watcher)[-1]
+    _subscriber, backlog, after = await hub.join("live", newest)
+    assert after == newest
+    assert all(key[0] > newest for key, _frame in backlog)
+    _fresh, nothing, zero = await hub.join("never-seen", 0)
+    assert zero == 0 and nothing == []

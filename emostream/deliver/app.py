@@ -26,7 +26,7 @@ from ..errors import (
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
-from .frames import parse_last_event_id
+from .frames import parse_last_event_id, reset_frame
 from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
@@ -85,9 +85,11 @@ def create_delivery_app(
             after = parse_last_event_id(raw_last)
         except ValueError:
             raise InvalidField("Last-Event-ID", "Last-Event-ID must be a window seq") from None
-        subscriber, backlog = await hub.join(event_id, after)
+        subscriber, backlog, resume_after = await hub.join(event_id, after)
         retry_ms = RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS)
-        return SwarmStream(hub, subscriber, backlog, after, retry_ms)
+        # A seq the event no longer has: the client is told its numbering starts over.
+        reset = reset_frame(event_id, after) if after is not None and resume_after is None else b""
+        return SwarmStream(hub, subscriber, backlog, resume_after, retry_ms, reset)
 
     async def windows(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 SWARM_EVENT = "swarm"
+RESET_EVENT = "reset"
 
 
 def window_frame(window: dict[str, Any]) -> bytes:
@@ -27,6 +28,14 @@ def window_frame(window: dict[str, Any]) -> bytes:
 def retry_frame(retry_ms: int) -> bytes:
     """Tells the browser how long to wait before reconnecting."""
     return f"retry: {retry_ms}\n\n".encode()
+
+
+def reset_frame(event_id: str, last_event_id: int) -> bytes:
+    """``event: reset``: the seq the client resumed from is beyond the event's newest window
+    (its history was lost), so seq numbering starts over with the windows that follow. No
+    ``id:`` line; the next window's sets Last-Event-ID back in range."""
+    data = json.dumps({"v": 1, "event_id": event_id, "last_event_id": last_event_id})
+    return f"event: {RESET_EVENT}\ndata: {data}\n\n".encode()
 
 
 def parse_last_event_id(value: str | None) -> int | None:

@@ -207,13 +207,33 @@ class Hub:
             for subscriber in subscribers:
                 subscriber.close()
 
-    async def join(self, event_id: str, after_seq: int | None) -> tuple[Subscriber, list[Frame]]:
+    async def join(
+        self, event_id: str, after_seq: int | None
+    ) -> tuple[Subscriber, list[Frame], int | None]:
         """Attach a client, then read its backlog; it is attached first so that no window
-        published meanwhile falls between the two (duplicates are dropped by the stream)."""
+        published meanwhile falls between the two (duplicates are dropped by the stream).
+
+        Returns the subscriber, its backlog and the seq it resumes after: ``after_seq``, or
+        None when that seq is beyond the event's newest window. Then the history the client
+        saw is gone (a Redis without persistence restarted and numbers windows from 1 again)
+        and the client is started over as a new one: the latest window now, then live ones;
+        left as it was, it would be sent nothing until the new seqs passed its old one."""
         subscriber = self.attach(event_id)
         subscriber.after = after_seq
         try:
             backlog = await self.backlog(event_id, after_seq)
+            if after_seq is not None and not backlog:
+                newest = await self.history_tail(event_id, 1)
+                if (newest[-1].seq if newest else 0) < after_seq:
+                    log.info(
+                        "a client of %s resumed after seq %d, beyond the newest window (%s): "
+                        "history was lost; sending the latest window",
+                        event_id,
+                        after_seq,
+                        newest[-1].seq if newest else "none",
+                    )
+                    after_seq = subscriber.after = None
+                    backlog = [self._frame(r) for r in newest]
         except (RedisError, OSError) as exc:
             log.warning("no backlog for %s: %s", event_id, exc)
             backlog = []
@@ -221,7 +241,7 @@ class Hub:
             subscriber.after = backlog[-1][0][0]
         elif subscriber.after is None and not backlog:
             subscriber.after = 0  # the event has no history yet: every window is new to it
-        return subscriber, backlog
+        return subscriber, backlog, after_seq
 
     async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
         """Frames a (re)connecting client gets before live ones.

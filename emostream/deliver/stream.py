@@ -56,13 +56,14 @@ class SwarmStream(Response):
         backlog: list[Frame],
         after: int | None,
         retry_ms: int,
+        reset: bytes = b"",
     ) -> None:
         # Response.__init__ would add a content-length: this response is never complete.
         self.status_code = 200
         self.background = None
         self.hub = hub
         self.subscriber = subscriber
-        self.first = b"".join([retry_frame(retry_ms), *subscriber.start(backlog, after)])
+        self.first = b"".join([retry_frame(retry_ms), reset, *subscriber.start(backlog, after)])
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         subscriber = self.subscriber
