@@ -64,3 +64,7 @@ class Unavailable(ApiError):
 
     def __init__(self, message: str, retry_after_s: int = 1, code: str = "unavailable") -> None:
         super().__init__(503, code, message, None, retry_after_s)
+
+
+class RecordError(EmostreamError, ValueError):
+    """A history or pub/sub payload is not a window record."""

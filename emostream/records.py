@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import msgpack
 
+from .errors import RecordError
+
 
 @dataclass(frozen=True, slots=True)
 class WindowRecord:
@@ -23,10 +25,6 @@ class WindowRecord:
     unique_users: int
     counts: tuple[tuple[str, int], ...]
     revision: int = 0
-
-
-class RecordError(ValueError):
-    """A history or pub/sub payload is not a window record."""
 
 
 def decode_record(payload: bytes) -> WindowRecord:

@@ -32,7 +32,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import keys
-from ..records import RecordError, WindowRecord, decode_record
+from ..errors import RecordError
+from ..records import WindowRecord, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
