@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -27,6 +26,7 @@ from emostream.deliver.app import create_delivery_app
 from emostream.deliver.frames import stream_swarm_windows
 from emostream.deliver.hub import Hub
 from emostream.deliver.sockets import tune_client_sockets
+from emostream.records import HISTORY_FIELD, WindowRecord, encode_record, history_entry_id
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.roles import client_sockets, serve_until
 from emostream.rules import EmojiSwarmRule
@@ -74,12 +74,13 @@ async def server(redis: Redis, wide: Settings) -> AsyncIterator[Hub]:
 
 async def publish_window(redis: Redis, settings: Settings, seq: int) -> None:
     start = 1_795_000_000_000 + seq * 2000
-    flat: list[object] = []
-    for index in range(EMOJIS_PER_WINDOW):
-        flat += [f"emoji-{index:04d}-padding", 1000 + index]
-    record = msgpack.packb([EVENT, seq, start, start + 2000, 10**6, 5000, 0, flat])
+    counts = tuple(
+        (f"emoji-{index:04d}-padding", 1000 + index) for index in range(EMOJIS_PER_WINDOW)
+    )
+    record = encode_record(WindowRecord(EVENT, seq, start, start + 2000, 10**6, 5000, counts))
     shard = keys.shard_of(EVENT, settings.shards)
-    await redis.xadd(keys.window_history(shard, EVENT), {"w": record}, id=f"{seq}-0")
+    history = keys.window_history(shard, EVENT)
+    await redis.xadd(history, {HISTORY_FIELD: record}, id=history_entry_id(seq))
     await redis.publish(keys.WINDOWS_CHANNEL, record)
 
 

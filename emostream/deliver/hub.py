@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..errors import RecordError
-from ..records import WindowRecord, decode_record
+from ..records import WindowRecord, decode_record, history_entry_id, record_of_entry
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
@@ -246,7 +246,7 @@ class Hub:
         """Windows with seq > ``after_seq``, oldest first, each in its latest revision."""
         shard = keys.shard_of(event_id, self.settings.shards)
         entries: Any = await self.redis.xrange(
-            keys.window_history(shard, event_id), min=f"{after_seq + 1}-0", count=limit
+            keys.window_history(shard, event_id), min=history_entry_id(after_seq + 1), count=limit
         )
         return await self._final(shard, event_id, entries)
 
@@ -259,7 +259,7 @@ class Hub:
     async def _final(
         self, shard: int, event_id: str, entries: list[tuple[Any, dict[bytes, bytes]]]
     ) -> list[WindowRecord]:
-        records = [decode_record(fields[b"w"]) for _entry_id, fields in entries]
+        records = [record_of_entry(fields) for _entry_id, fields in entries]
         if not records:
             return records
         revised: Any = await self.redis.hmget(
