@@ -98,7 +98,7 @@ def create_delivery_app(
         after = _int_query(request, "after", 0, 0, 2**62)
         limit = _int_query(request, "limit", 100, 1, WINDOWS_LIMIT_MAX)
         try:
-            records = await hub.history(event_id, after, limit)
+            records = await hub.history.after(event_id, after, limit)
         except (RedisError, OSError) as exc:
             raise Unavailable(f"history unavailable: {exc}") from None
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]

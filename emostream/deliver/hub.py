@@ -33,10 +33,11 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..errors import RecordError
-from ..records import WindowRecord, decode_record, history_entry_id, record_of_entry
+from ..records import WindowRecord, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
+from .history import WindowHistory
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Hub:
         self.redis = redis
         self.settings = settings
         self.rule = rule
+        self.history = WindowHistory(redis, settings)
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
         self._last: dict[str, FrameKey] = {}
@@ -234,41 +236,11 @@ class Hub:
         if after_seq is None:
             if ring:
                 return [ring[-1]]
-            return [self._frame(r) for r in await self.history_tail(event_id, 1)]
+            return [self._frame(r) for r in await self.history.tail(event_id, 1)]
         if ring and ring[0][0][0] <= after_seq + 1:
             return [frame for frame in ring if frame[0][0] > after_seq]
-        records = await self.history_tail(event_id, self.settings.replay_max)
+        records = await self.history.tail(event_id, self.settings.replay_max)
         return [self._frame(r) for r in records if r.seq > after_seq]
-
-    # -- history ---------------------------------------------------------------------------
-
-    async def history(self, event_id: str, after_seq: int, limit: int) -> list[WindowRecord]:
-        """Windows with seq > ``after_seq``, oldest first, each in its latest revision."""
-        shard = keys.shard_of(event_id, self.settings.shards)
-        entries: Any = await self.redis.xrange(
-            keys.window_history(shard, event_id), min=history_entry_id(after_seq + 1), count=limit
-        )
-        return await self._final(shard, event_id, entries)
-
-    async def history_tail(self, event_id: str, limit: int) -> list[WindowRecord]:
-        """The newest ``limit`` windows, oldest first, each in its latest revision."""
-        shard = keys.shard_of(event_id, self.settings.shards)
-        entries: Any = await self.redis.xrevrange(keys.window_history(shard, event_id), count=limit)
-        return await self._final(shard, event_id, list(reversed(entries)))
-
-    async def _final(
-        self, shard: int, event_id: str, entries: list[tuple[Any, dict[bytes, bytes]]]
-    ) -> list[WindowRecord]:
-        records = [record_of_entry(fields) for _entry_id, fields in entries]
-        if not records:
-            return records
-        revised: Any = await self.redis.hmget(
-            keys.window_revisions(shard, event_id), [r.seq for r in records]
-        )
-        return [
-            record if revision is None else decode_record(revision)
-            for record, revision in zip(records, revised, strict=True)
-        ]
 
     # -- pub/sub ---------------------------------------------------------------------------
 
@@ -409,7 +381,7 @@ class Hub:
             limit = self.settings.replay_max
         if limit <= 0:
             return
-        for record in await self.history(event_id, after_seq, limit):
+        for record in await self.history.after(event_id, after_seq, limit):
             if up_to_seq is not None and record.seq > up_to_seq:
                 break
             self.windows_filled += 1
