@@ -1,4 +1,5 @@
-"""The node's hub: one Redis subscription, fanned out in process to every connected client.
+"""The node's hub: one Redis subscription (``subscription.py``), fanned out in process to
+every connected client.
 
 Each closed window arrives once per node, is turned into its public object and SSE frame
 once, kept in a small per-event ring (for ``Last-Event-ID`` resume without a Redis read per
@@ -7,16 +8,10 @@ client falls behind, its oldest undelivered frames are dropped (it can resume fr
 with ``Last-Event-ID``), so one slow client never holds memory or the others back.
 
 Seq gaps seen on pub/sub (a lost message, a resubscription) are filled from the event's
-history stream before the newer window is delivered, so clients see every seq.
-
-The subscription is watched, not trusted: a killed connection raises, but a half-open socket
-or a stopped Redis just goes quiet. The hub PINGs on the subscribed connection and declares
-the subscription dead when nothing at all (window, PONG) has come back for
-``subscription_timeout_ms``; it then resubscribes. Every subscribe confirmation (ours, or
-the one redis-py sends when it reconnects by itself) is followed by a fill from history for
-every event that has clients, starting after the seq each client was last given, so a window
-closed while the node was not listening (including before its first subscription) is still
-delivered.
+history stream before the newer window is delivered, so clients see every seq. Every
+subscribe confirmation is followed by a fill from history for every event that has clients,
+starting after the seq each client was last given, so a window closed while the node was not
+listening (including before its first subscription) is still delivered.
 """
 
 from __future__ import annotations
@@ -31,13 +26,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .. import keys
 from ..errors import RecordError
 from ..records import WindowRecord, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
 from .history import WindowHistory
+from .subscription import WindowSubscription
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +40,10 @@ log = logging.getLogger(__name__)
 FrameKey = tuple[int, int]
 Frame = tuple[FrameKey, bytes]
 RINGS_KEPT = 1024
-RESUBSCRIBE_PAUSE_S = 0.5
-# PINGs per silence limit: a few, so one delayed PONG never declares a live subscription dead.
-PINGS_PER_TIMEOUT = 4
 # Heartbeats and send timeouts are checked this often (or more often if they are shorter).
 TEND_TICK_MAX_S = 1.0
 # Windows missed in a row before a tick counts as quiet.
 QUIET_WINDOWS = 2
-
-
-class SubscriptionSilent(ConnectionError):
-    """Nothing came back on the subscription for longer than the silence limit."""
 
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -174,10 +162,10 @@ class Hub:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
         self._last: dict[str, FrameKey] = {}
-        self.subscribed = asyncio.Event()
+        self._subscription = WindowSubscription(redis, settings, self.receive, self._fill_gaps)
+        self.subscribed = self._subscription.subscribed
         self.closing = False
         self.windows_received = 0
-        self.subscriptions = 0
         self.windows_filled = 0
         # Called when the node owes its clients nothing: right after a window was handed to
         # every client, and on ticks without windows (the collection pacer, in a server).
@@ -244,12 +232,17 @@ class Hub:
 
     # -- pub/sub ---------------------------------------------------------------------------
 
+    @property
+    def subscriptions(self) -> int:
+        """Subscribe confirmations so far: the first, then one per resubscription."""
+        return self._subscription.subscriptions
+
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the node's one subscription until ``stop``; resubscribe after any fault.
         Meanwhile tend the clients: heartbeats and send timeouts."""
         tending = asyncio.create_task(self._tend_until(stop), name="hub-tend")
         try:
-            await self._subscribe_until(stop)
+            await self._subscription.run(stop)
         finally:
             tending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -299,50 +292,6 @@ class Hub:
                 self.settings.send_timeout_s,
             )
             subscriber.time_out()
-
-    async def _subscribe_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            pubsub = self.redis.pubsub()
-            try:
-                await self._listen(pubsub, stop)
-            except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                log.warning("window subscription lost (%s); resubscribing", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), RESUBSCRIBE_PAUSE_S)
-                except TimeoutError:
-                    pass
-            finally:
-                self.subscribed.clear()
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
-
-    async def _listen(self, pubsub: Any, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        silence_limit_s = self.settings.subscription_timeout_ms / 1000
-        ping_every_s = silence_limit_s / PINGS_PER_TIMEOUT
-        await pubsub.subscribe(keys.WINDOWS_CHANNEL)
-        heard = pinged = loop.time()
-        while not stop.is_set():
-            message = await pubsub.get_message(timeout=ping_every_s)
-            now = loop.time()
-            if message is not None:
-                heard = now
-                kind = message["type"]
-                if kind == "message":
-                    await self.receive(message["data"])
-                elif kind == "subscribe":
-                    self.subscriptions += 1
-                    await self._fill_gaps()
-                    self.subscribed.set()
-            elif now - heard > silence_limit_s:
-                raise SubscriptionSilent(f"nothing heard for {now - heard:.1f} s")
-            if now - pinged >= ping_every_s:
-                # Answered in order after any pending message; only a live server answers.
-                await pubsub.ping()
-                pinged = now
 
     async def receive(self, payload: bytes) -> None:
         try:
