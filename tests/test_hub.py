@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from emostream import keys
 from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
-from emostream.deliver.hub import Hub, Subscriber
+from emostream.deliver.hub import Hub
+from emostream.deliver.subscriber import Subscriber
 from emostream.redis_server import PrivateRedis
 from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings

@@ -27,7 +27,8 @@ from typing import Any
 from starlette.responses import Response
 
 from .frames import retry_frame
-from .hub import Frame, Hub, Subscriber
+from .hub import Hub
+from .subscriber import Frame, Subscriber
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
