@@ -10,6 +10,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 SWARM_EVENT = "swarm"
+# A comment line: browsers ignore it, proxies see the stream is alive.
+HEARTBEAT = b": heartbeat\n\n"
 
 
 def window_frame(window: dict[str, Any]) -> bytes:

@@ -67,8 +67,8 @@ class Hub:
     def connections(self) -> int:
         return sum(len(subscribers) for subscribers in self._subscribers.values())
 
-    def attach(self, event_id: str) -> Subscriber:
-        subscriber = Subscriber(event_id, self.settings.client_queue_max)
+    def attach(self, event_id: str, after_seq: int | None = None) -> Subscriber:
+        subscriber = Subscriber(event_id, self.settings.client_queue_max, after_seq)
         self._subscribers.setdefault(event_id, set()).add(subscriber)
         if self.closing:
             subscriber.close()
@@ -91,17 +91,13 @@ class Hub:
     async def join(self, event_id: str, after_seq: int | None) -> tuple[Subscriber, list[Frame]]:
         """Attach a client, then read its backlog; it is attached first so that no window
         published meanwhile falls between the two (duplicates are dropped by the stream)."""
-        subscriber = self.attach(event_id)
-        subscriber.after = after_seq
+        subscriber = self.attach(event_id, after_seq)
         try:
             backlog = await self.backlog(event_id, after_seq)
         except (RedisError, OSError) as exc:
             log.warning("no backlog for %s: %s", event_id, exc)
             backlog = []
-        if backlog and (subscriber.after is None or backlog[-1][0][0] > subscriber.after):
-            subscriber.after = backlog[-1][0][0]
-        elif subscriber.after is None and not backlog:
-            subscriber.after = 0  # the event has no history yet: every window is new to it
+        subscriber.note_backlog(backlog)
         return subscriber, backlog
 
     async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
@@ -172,10 +168,7 @@ class Hub:
                 if since is not None and since < deadline:
                     stuck.append(subscriber)
                 elif beat:
-                    if not subscriber.fresh:
-                        subscriber.heartbeat_due = True
-                        subscriber.poke()
-                    subscriber.fresh = False
+                    subscriber.heartbeat()
         for subscriber in stuck:
             log.info(
                 "ending a stream whose client accepted nothing for %s s",
