@@ -164,7 +164,7 @@ async def test_slow_and_vanished_clients_never_delay_a_normal_one(
         windows = await normal
         # The normal client has left; the slow and stalled ones are still attached, and the
         # server made writes to both wait (finished, or timed out, in their own tasks).
-        subscribers = [s for group in hub._subscribers.values() for s in group]
+        subscribers = hub.subscribers_of(EVENT)
         assert [s.waits > 0 for s in subscribers] == [True, True]
         # Every window, in order, while the others were stuck behind their sockets.
         assert [w["seq"] for w in windows] == list(range(1, WINDOWS + 1))
@@ -221,7 +221,7 @@ async def test_idle_runs_once_every_client_has_written_the_window(
     def idle() -> None:
         if not hub.windows_received:
             return  # a quiet tick before the window
-        subscribers = [s for group in hub._subscribers.values() for s in group]
+        subscribers = hub.subscribers_of(EVENT)
         seen.append([(s.sent[0], s.sending_since is None) for s in subscribers])
 
     try:

@@ -116,6 +116,26 @@ class Hub:
         records = await self.history.tail(event_id, self.settings.replay_max)
         return [self._frame(r) for r in records if r.seq > after_seq]
 
+    # -- what the node keeps of each event --------------------------------------------------
+
+    def subscribers_of(self, event_id: str) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers.get(event_id, ()))
+
+    def last_key(self, event_id: str) -> FrameKey | None:
+        """The newest window (and revision) of the event this node has delivered."""
+        return self._last.get(event_id)
+
+    def rewind(self, event_id: str, seq: int) -> None:
+        """Believe the event delivered up to ``seq`` only, as a lost pub/sub message leaves
+        it: the next window is preceded by a fill from history (tests make gaps with it)."""
+        self._last[event_id] = (seq, 0)
+
+    def forget(self, event_id: str) -> None:
+        """Drop the event's ring and last key: the node serves it as one that never saw it,
+        from history."""
+        self._rings.pop(event_id, None)
+        self._last.pop(event_id, None)
+
     # -- pub/sub ---------------------------------------------------------------------------
 
     @property
@@ -263,8 +283,7 @@ class Hub:
         while len(self._rings) > RINGS_KEPT:
             for event_id in self._rings:
                 if event_id not in self._subscribers:
-                    del self._rings[event_id]
-                    self._last.pop(event_id, None)
+                    self.forget(event_id)
                     break
             else:
                 return
