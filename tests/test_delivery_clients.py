@@ -93,6 +93,17 @@ def raw_client(port: int) -> socket.socket:
     return sock
 
 
+async def stream_started(sock: socket.socket) -> None:
+    """Reads until the client has been sent its retry hint: its stream writes from then on."""
+    sock.setblocking(False)
+    received = b""
+    while b"retry: " not in received:
+        chunk = await asyncio.get_running_loop().sock_recv(sock, 4096)
+        if not chunk:
+            raise ConnectionError("the server closed the stream")
+        received += chunk
+
+
 class SlowReader(threading.Thread):
     """Reads 4 KB every 50 ms (80 KB/s), far below the ~400 KB/s the windows are sent at."""
 
@@ -226,6 +237,9 @@ async def test_idle_runs_once_every_client_has_written_the_window(
 
     try:
         await eventually(connections_at_least(hub, 50), timeout_s=20)
+        # A client counts as connected once it has joined, which can be before its stream
+        # has started writing; the window must find every stream started.
+        await asyncio.wait_for(asyncio.gather(*(stream_started(sock) for sock in clients)), 20)
         hub.idle = idle
         await publish_window(redis, wide, 1)
         await eventually(_true_when(lambda: bool(seen)), timeout_s=10)
