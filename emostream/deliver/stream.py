@@ -11,10 +11,10 @@ which then writes whatever is queued until it catches up. No timer per client or
 either: the hub tends heartbeats and send timeouts in one pass a tick. One small task per
 client waits for it to go away.
 
-Why not sse-starlette's ``EventSourceResponse`` (used before): it runs a task group per
-client (the generator, a ping loop, a disconnect listener) and wraps every send in an anyio
-timeout scope; measured with 10,000 clients (docs/benchmarks-delivery.md), that machinery on
-hypercorn cost 185 µs of CPU per delivered message and 53 KiB per connection.
+sse-starlette encodes the frames (``frames.py``), but its ``EventSourceResponse`` is not used:
+it runs a task group per client (the generator, a ping loop, a disconnect listener) and wraps
+every send in an anyio timeout scope; measured with 10,000 clients (docs/benchmarks-delivery.md),
+that machinery on hypercorn cost 185 µs of CPU per delivered message and 53 KiB per connection.
 """
 
 from __future__ import annotations
