@@ -82,7 +82,7 @@ class Hub:
                 del self._subscribers[subscriber.event_id]
 
     def close(self) -> None:
-        """End every stream (shutdown): each client's generator sees ``closed`` and returns."""
+        """End every stream (shutdown): each client's stream sees ``closed`` and returns."""
         self.closing = True
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
