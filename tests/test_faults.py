@@ -92,7 +92,7 @@ async def stored_windows(redis: Redis, settings: Settings) -> dict[tuple[str, in
     hub = Hub(redis, settings, EmojiSwarmRule())
     windows = {}
     for event in EVENTS:
-        for record in await hub.history(event, 0, 10_000):
+        for record in await hub.history.after(event, 0, 10_000):
             windows[(event, record.window_start_ms)] = record
     return windows
 

@@ -96,7 +96,7 @@ def create_delivery_app(
         after = _int_query(request, "after", 0, 0, 2**62)
         limit = _int_query(request, "limit", 100, 1, WINDOWS_LIMIT_MAX)
         with redis_or_503("history"):
-            records = await hub.history(event_id, after, limit)
+            records = await hub.history.after(event_id, after, limit)
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]
         return JSONResponse(body, headers=dict([ANY_ORIGIN]))
 
