@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import keys
+from ..lifecycle import sleep_unless
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,7 @@ class WindowSubscription:
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 log.warning("window subscription lost (%s); resubscribing", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), RESUBSCRIBE_PAUSE_S)
-                except TimeoutError:
-                    pass
+                await sleep_unless(stop, RESUBSCRIBE_PAUSE_S)
             finally:
                 self.subscribed.clear()
                 try:
