@@ -29,6 +29,7 @@ from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
 from .ingest.limits import RateLimiter
 from .lifecycle import running
+from .metrics import Metrics, delivery_families, worker_families
 from .redis_server import PrivateRedis
 from .rules import EmojiSwarmRule
 from .serving import ASGIApp, combine, serve_until
@@ -64,7 +65,9 @@ async def redis_for(
 
 
 @contextlib.asynccontextmanager
-async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGIApp]:
+async def ingest_running(
+    redis: Redis, settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[ASGIApp]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max)
     flusher = Flusher(redis, settings, buffer)
     limiter = rate_limiter(settings)
@@ -72,7 +75,7 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
     task = asyncio.create_task(flusher.run(), name="flusher")
     try:
         async with running("rate-limits", partial(limiter.run, redis, settings)):
-            yield create_ingest_app(settings, buffer, flusher, limiter)
+            yield create_ingest_app(settings, buffer, flusher, limiter, metrics)
     finally:
         await flusher.stop()
         await task
@@ -80,8 +83,11 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
 
 
 @contextlib.asynccontextmanager
-async def worker_running(redis: Redis, settings: Settings) -> AsyncIterator[Worker]:
+async def worker_running(
+    redis: Redis, settings: Settings, metrics: Metrics
+) -> AsyncIterator[Worker]:
     worker = Worker(redis, settings)
+    metrics.add(*worker_families(worker))
     async with running("worker", worker.run):
         yield worker
 
@@ -95,9 +101,10 @@ async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIt
 
 
 @contextlib.asynccontextmanager
-async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
+async def hub_running(redis: Redis, settings: Settings, metrics: Metrics) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
     pacer = CollectionPacer()
+    metrics.add(*delivery_families(hub, pacer))
     pacer.install()
     hub.idle = pacer.idle
     try:
@@ -124,34 +131,51 @@ def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
     return lambda listener: tune_client_sockets(listener, settings)
 
 
+# Each runner makes the process's one metrics registry; every role it runs adds its figures.
+
+
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
+    metrics = Metrics()
+    async with (
+        redis_for(settings) as (redis, settings),
+        ingest_running(redis, settings, metrics) as app,
+    ):
         await serve_until(app, settings, stop)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), worker_running(redis, settings):
-        log.info("worker running")
-        await stop.wait()
+    """The worker serves no HTTP: its metrics have a port of their own, when one is set."""
+    metrics = Metrics()
+    with metrics.served(settings.host, settings.metrics_port):
+        async with (
+            redis_for(settings) as (redis, settings),
+            worker_running(redis, settings, metrics),
+        ):
+            log.info("worker running")
+            await stop.wait()
 
 
 async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
     async with (
         redis_for(settings) as (redis, settings),
-        hub_running(redis, settings) as hub,
+        hub_running(redis, settings, metrics) as hub,
         node_registered(redis, settings, hub) as registry,
     ):
-        app = create_delivery_app(settings, hub, registry)
+        app = create_delivery_app(settings, hub, registry, metrics)
         await serve_until(app, settings, stop, hub.close, client_sockets(settings))
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
     async with (
         redis_for(settings, settings.data_dir) as (redis, settings),
-        worker_running(redis, settings),
-        hub_running(redis, settings) as hub,
+        worker_running(redis, settings, metrics),
+        hub_running(redis, settings, metrics) as hub,
         node_registered(redis, settings, hub) as registry,
-        ingest_running(redis, settings) as ingest_app,
+        ingest_running(redis, settings, metrics) as ingest_app,
     ):
-        app = combine(ingest_app, create_delivery_app(settings, hub, registry))
-        await serve_until(app, settings, stop, hub.close, client_sockets(settings))
+        delivery_app = create_delivery_app(settings, hub, registry, metrics)
+        await serve_until(
+            combine(ingest_app, delivery_app), settings, stop, hub.close, client_sockets(settings)
+        )

@@ -131,6 +131,9 @@ class Settings:
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     rate_sync_interval_ms: int = at_least(10, 100)
+    # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
+    # delivery serve /metrics on their own port.
+    metrics_port: int = at_least(0, 0, high=65535)
 
     @property
     def window_ms(self) -> int:

@@ -23,6 +23,7 @@ from ..errors import (
     NotFound,
     from_http_status,
 )
+from ..metrics import Metrics, delivery_families
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
@@ -74,9 +75,22 @@ def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
 
 
 def create_delivery_app(
-    settings: Settings, hub: Hub, registry: Registry | None = None
+    settings: Settings,
+    hub: Hub,
+    registry: Registry | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
+    """The role's app. ``metrics`` is the process's registry, which the runner has given
+    this node's figures (and in `emostream up` every role's); without one the app keeps a
+    registry of its own with the hub's."""
     nodes = registry or Registry(hub.redis, settings, hub)
+    if metrics is None:
+        metrics = Metrics()
+        metrics.add(*delivery_families(hub, None))
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, headers={"Content-Type": content_type})
 
     async def stream(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
@@ -158,6 +172,7 @@ def create_delivery_app(
                 methods=["DELETE"],
             ),
             Route("/healthz", healthz),
+            Route("/metrics", prometheus),
             Route("/v1/stats", stats),
             *page_routes(settings),
             *seed_routes(settings, nodes),

@@ -57,6 +57,8 @@ class Hub:
         self.closing = False
         self.windows_received = 0
         self.windows_filled = 0
+        # Frames dropped for slow clients that have since left (live ones count their own).
+        self.frames_dropped_gone = 0
         # Called when the node owes its clients nothing: right after a window was handed to
         # every client, and on ticks without windows (the collection pacer, in a server).
         self.idle: Callable[[], None] | None = None
@@ -74,10 +76,17 @@ class Hub:
             subscriber.close()
         return subscriber
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames slow clients never received (latest wins), since the node started."""
+        live = sum(s.dropped for group in self._subscribers.values() for s in group)
+        return self.frames_dropped_gone + live
+
     def detach(self, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(subscriber.event_id)
-        if subscribers is not None:
+        if subscribers is not None and subscriber in subscribers:
             subscribers.discard(subscriber)
+            self.frames_dropped_gone += subscriber.dropped
             if not subscribers:
                 del self._subscribers[subscriber.event_id]
 

@@ -58,6 +58,7 @@ class Subscriber:
         "sending_since",
         "timed_out",
         "waits",
+        "dropped",
         "_writer",
         "_write",
     )
@@ -81,6 +82,7 @@ class Subscriber:
         self.sending_since: float | None = None
         self.timed_out = False
         self.waits = 0  # writes the connection made wait (the client reads slowly)
+        self.dropped = 0  # frames pushed out unsent by newer ones
         self._writer: Writer | None = None
         # The writer's bound ``write``, kept apart so a fan-out looks up one attribute.
         self._write: Callable[[bytes], bool] | None = None
@@ -88,6 +90,8 @@ class Subscriber:
     # -- the hub's side ----------------------------------------------------------------------
 
     def offer(self, frame: Frame) -> None:
+        if len(self.frames) == self.frames.maxlen:
+            self.dropped += 1  # the oldest undelivered frame makes room (latest wins)
         self.frames.append(frame)
         self.fresh = True
         self.poke()

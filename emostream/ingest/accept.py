@@ -4,6 +4,8 @@ status and body it returns."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..clock import now_ms
 from ..contract import DEFAULT_EVENT, validate_event_id
 from ..errors import InvalidField, Unavailable
@@ -30,6 +32,9 @@ class Acceptor:
         self.buffer = buffer
         self.flusher = flusher
         self.limiter = limiter
+        # For /metrics: reactions buffered, and requests refused by error code.
+        self.accepted = 0
+        self.refused: Counter[str] = Counter()
         self.allowed = frozenset(
             normalized
             for normalized in (normalize_emoji(e) for e in settings.allowed_emojis)
@@ -43,6 +48,7 @@ class Acceptor:
         if self.limiter is not None:
             self.limiter.check_users(reactions.users)
         self.buffer.add(event_id, reactions, now_ms())
+        self.accepted += len(reactions)
         if self.buffer.pending >= self.settings.flush_max:
             self.flusher.poke()
         return len(reactions)

@@ -15,6 +15,7 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, BodyTooLarge, from_http_status
+from ..metrics import Metrics, ingest_families
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -29,13 +30,20 @@ def create_ingest_app(
     buffer: ReactionBuffer,
     flusher: Flusher,
     limiter: RateLimiter | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
+    """The role's app; its figures join ``metrics``, the process's registry (a registry of
+    its own when none is given)."""
     acceptor = Acceptor(settings, buffer, flusher, limiter)
-    quart = create_quart_app(settings, buffer, flusher)
+    metrics = metrics or Metrics()
+    metrics.add(*ingest_families(acceptor, buffer, flusher))
+    quart = create_quart_app(settings, buffer, flusher, metrics)
     return fast_ingest(quart, acceptor, settings.max_body_bytes)
 
 
-def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
+def create_quart_app(
+    settings: Settings, buffer: ReactionBuffer, flusher: Flusher, metrics: Metrics
+) -> Quart:
     app = Quart("emostream.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # Ingest answers in microseconds; a request that takes longer than this is stuck.
@@ -49,6 +57,11 @@ def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flushe
             "held": buffer.held,
             "redis_available": flusher.redis_available,
         }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, 200, content_type=content_type)
 
     @app.errorhandler(ApiError)
     async def on_api_error(error: ApiError) -> Response:

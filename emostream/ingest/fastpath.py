@@ -84,6 +84,7 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
             else:
                 status, answer = acceptor.send_emoji(content_type, body)
         except ApiError as error:
+            acceptor.refused[error.code] += 1
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
         await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
