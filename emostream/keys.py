@@ -103,9 +103,10 @@ def late_windows(shard: int) -> str:
     return f"{_tag(shard)}:late"
 
 
-def rate_counter(kind: str, key: str) -> str:
-    """Counter of what every ingest process took from one rate limit (``user`` or ``ip``)."""
-    return f"{PREFIX}:rate:{kind}:{key}"
+def rate_counter(kind: str, key: str, window: int) -> str:
+    """Counter of what every ingest process counted for one key of a rate limit (``user`` or
+    ``ip``) in one fixed window."""
+    return f"{PREFIX}:rate:{kind}:{window}:{key}"
 
 
 def worker_heartbeat(worker_id: str) -> str:

@@ -142,12 +142,12 @@ def ingest_families(acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher
             counter=True,
         ),
         Family(
-            "rate_limit_buckets",
-            "Rate-limit buckets held in this process, by kind.",
+            "rate_limit_keys",
+            "Keys counted by the rate limits in the current window, by kind.",
             lambda: (
                 []
                 if limiter is None
-                else [((b.kind,), len(b)) for b in (limiter.users, limiter.addresses) if b]
+                else [((c.kind,), len(c.counts)) for c in (limiter.users, limiter.addresses) if c]
             ),
             labels=("kind",),
         ),
