@@ -114,6 +114,12 @@ def ingest_families(acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher
             counter=True,
         ),
         Family(
+            "events_known",
+            "Events counted against EMOSTREAM_MAX_ACTIVE_EVENTS: the active events Redis "
+            "showed at the last refresh, plus those admitted here since.",
+            single(lambda: flusher.events.known),
+        ),
+        Family(
             "buffer_held_reactions",
             "Accepted reactions not yet written to Redis (buffered or waiting for a retry).",
             single(lambda: buffer.held),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE
+from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE, EVENT_ID, EVENT_ID_RULE
 from .errors import ConfigError
 
 PREFIX = "EMOSTREAM_"
@@ -134,6 +134,14 @@ class Settings:
     # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
     # delivery serve /metrics on their own port.
     metrics_port: int = at_least(0, 0, high=65535)
+    # -- Safe in public (issue 11): bounded events --
+    # Events with open windows at once (the shards' active-events sets). A reaction to a new
+    # event beyond it is refused with 429 `too_many_events`; ingest checks a local view it
+    # refreshes from Redis once a second, so the count may overshoot a little (README).
+    max_active_events: int = at_least(1, 10_000)
+    # When set (comma-separated event ids), only these events take reactions; any other gets
+    # 404 `unknown_event`.
+    events: tuple[str, ...] = ()
 
     @property
     def window_ms(self) -> int:
@@ -154,6 +162,9 @@ class Settings:
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
+        for event_id in self.events:
+            if not EVENT_ID.fullmatch(event_id):
+                raise ConfigError(f"{PREFIX}EVENTS must list event ids of {EVENT_ID_RULE}")
 
     @property
     def node_url(self) -> str:
