@@ -41,7 +41,13 @@ class Scripts:
         )
 
     async def apply_batch(
-        self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
+        self,
+        shard: int,
+        entry_id: bytes,
+        batch: BatchTally,
+        ttl_s: int,
+        event_ttl_s: int,
+        pipe: Any,
     ) -> None:
         """Queue one batch's counts with its XACK on ``pipe``; its reply is
         ``[1, late, lost]`` applied, ``[0, 0, 0]`` already counted, ``[-1, reason]``."""
@@ -51,7 +57,13 @@ class Scripts:
             keys.batch_marker(shard, batch.batch_id),
             keys.late_windows(shard),
         ]
-        args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.windows)]
+        args: list[Any] = [
+            keys.AGGREGATORS_GROUP,
+            entry_id,
+            ttl_s,
+            len(batch.windows),
+            event_ttl_s,
+        ]
         for tally in batch.windows:
             event, start = tally.event_id, tally.window_start_ms
             call_keys += [keys.event_state(shard, event), *keys.window_keys(shard, event, start)]
@@ -69,6 +81,7 @@ class Scripts:
         history_max: int,
         idle_ms: int,
         ttl_s: int,
+        event_ttl_s: int,
     ) -> list[int | str]:
         """Close (or revise) these (event id, window start) windows of one shard, in order,
         and publish them, in one call; per window its seq, 0 when it was not this call's to
@@ -81,6 +94,7 @@ class Scripts:
             idle_ms,
             ttl_s,
             HISTORY_FIELD,
+            event_ttl_s,
         ]
         for event_id, start_ms in windows:
             call_keys += [

@@ -134,7 +134,7 @@ class Settings:
     # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
     # delivery serve /metrics on their own port.
     metrics_port: int = at_least(0, 0, high=65535)
-    # -- Safe in public (issue 11): bounded events --
+    # -- Safe in public (issue 11): bounded events, per-event expiry --
     # Events with open windows at once (the shards' active-events sets). A reaction to a new
     # event beyond it is refused with 429 `too_many_events`; ingest checks a local view it
     # refreshes from Redis once a second, so the count may overshoot a little (README).
@@ -142,6 +142,9 @@ class Settings:
     # When set (comma-separated event ids), only these events take reactions; any other gets
     # 404 `unknown_event`.
     events: tuple[str, ...] = ()
+    # Every key of an event (state, history, revisions) expires this long after its last
+    # published window; a reaction after that starts the event afresh at seq 1.
+    event_ttl_s: int = at_least(1, 24 * 3600)
 
     @property
     def window_ms(self) -> int:
@@ -165,6 +168,12 @@ class Settings:
         for event_id in self.events:
             if not EVENT_ID.fullmatch(event_id):
                 raise ConfigError(f"{PREFIX}EVENTS must list event ids of {EVENT_ID_RULE}")
+        if self.event_ttl_s < max(self.event_idle_s, self.revision_horizon_s):
+            # An event's keys outlive its idle tail and every revision of its windows.
+            raise ConfigError(
+                f"{PREFIX}EVENT_TTL_S must be at least {PREFIX}EVENT_IDLE_S and "
+                f"{PREFIX}REVISION_HORIZON_S"
+            )
 
     @property
     def node_url(self) -> str:

@@ -19,7 +19,9 @@
 --                                                     newest active window is this old
 -- ARGV[5]  TTL s of the window keys after closing (the revision horizon)
 -- ARGV[6]  field of the history entry that holds the record
--- then for each window i, 2 values from ARGV[7+2i]: event id, window start ms
+-- ARGV[7]  TTL s of the event's own keys (state, history, revisions), refreshed by every
+--          publication: an event idle this long is forgotten
+-- then for each window i, 2 values from ARGV[8+2i]: event id, window start ms
 -- Returns  one reply per window: its seq, 0 if it was not this call's to publish, or the
 --          error text if it failed.
 -- Record   cmsgpack array [event_id, seq, start, end, total, unique_users, revision,
@@ -28,6 +30,7 @@
 local active_key, late_key = KEYS[1], KEYS[2]
 local window_ms, history_max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local channel, idle_ms, ttl, field = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local event_ttl = tonumber(ARGV[7])
 
 local function publish(k, event_id, start)
   local state, counts, users, total_key = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -78,6 +81,11 @@ local function publish(k, event_id, start)
   -- Window keys are kept (not deleted) until the revision horizon, so a late batch can
   -- still be counted.
   redis.call('EXPIRE', meta, ttl)
+  -- Together, so the history never outlives the seq it is numbered by (XADD of seq 1 on an
+  -- older history would fail).
+  redis.call('EXPIRE', state, event_ttl)
+  redis.call('EXPIRE', history, event_ttl)
+  redis.call('EXPIRE', revisions, event_ttl)
   if revision == 0 and window_end - tonumber(newest) > idle_ms then
     redis.call('ZREM', active_key, event_id)
   end
@@ -85,8 +93,8 @@ local function publish(k, event_id, start)
 end
 
 local replies = {}
-for i = 0, (#ARGV - 6) / 2 - 1 do
-  local ok, reply = pcall(publish, 3 + 7 * i, ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i]))
+for i = 0, (#ARGV - 7) / 2 - 1 do
+  local ok, reply = pcall(publish, 3 + 7 * i, ARGV[8 + 2 * i], tonumber(ARGV[9 + 2 * i]))
   if not ok then
     reply = type(reply) == 'table' and reply.err or tostring(reply)
   end

@@ -179,6 +179,7 @@ class WindowCloser:
                 self.settings.history_max,
                 int(self.settings.event_idle_s * 1000),
                 self.settings.revision_horizon_s,
+                self.settings.event_ttl_s,
             )
             for (event_id, start), reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, str):
