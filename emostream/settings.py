@@ -134,7 +134,7 @@ class Settings:
     # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
     # delivery serve /metrics on their own port.
     metrics_port: int = at_least(0, 0, high=65535)
-    # -- Safe in public (issue 11): bounded events, per-event expiry --
+    # -- Safe in public (issue 11): bounded events, per-event expiry, Redis pools --
     # Events with open windows at once (the shards' active-events sets). A reaction to a new
     # event beyond it is refused with 429 `too_many_events`; ingest checks a local view it
     # refreshes from Redis once a second, so the count may overshoot a little (README).
@@ -145,6 +145,12 @@ class Settings:
     # Every key of an event (state, history, revisions) expires this long after its last
     # published window; a reaction after that starts the event afresh at seq 1.
     event_ttl_s: int = at_least(1, 24 * 3600)
+    # Connections of each role's Redis client (`emostream up` gives each role its own). A
+    # caller finding every one busy waits up to redis_pool_timeout_ms for one: a burst queues
+    # instead of failing at once. 2,000 simultaneous history reads took 4 s to drain on a
+    # loaded 2-core machine, the last ones waiting about that long, hence 10 s.
+    redis_max_connections: int = at_least(1, 100)
+    redis_pool_timeout_ms: int = at_least(1, 10_000)
 
     @property
     def window_ms(self) -> int:
