@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+# This benchmark's section of docs/benchmarks.md; scripts/bench keeps it when it reruns.
+CLOSER_BEGIN = "<!-- closer:begin -->"
+CLOSER_END = "<!-- closer:end -->"
 WINDOW_MS = 2000
 
 
@@ -97,17 +102,31 @@ def extract(revision: str, into: str) -> str:
 
 def run_in(tree: str, events: int, shards: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": tree}
-    output = subprocess.run(
-        [sys.executable, __file__, "--measure", str(events), "--shards", str(shards)],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    args = [sys.executable, __file__, "--measure", str(events), "--shards", str(shards)]
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            output, _ = child.communicate()
+        except BaseException:
+            child.send_signal(signal.SIGINT)  # so its private redis-server is stopped too
+            child.wait()
+            raise
+    if child.returncode:
+        raise RuntimeError(f"measuring {events} events in {tree} failed")
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     if Path(result["code"]) != Path(tree).resolve():
         raise RuntimeError(f"measured {result['code']}, not {tree}")
     return result
+
+
+def write_section(section: str) -> None:
+    """Replace this benchmark's section of the report, or add it at the end."""
+    text = REPORT.read_text()
+    if CLOSER_BEGIN in text and CLOSER_END in text:
+        before, rest = text.split(CLOSER_BEGIN, 1)
+        text = before + CLOSER_BEGIN + section + CLOSER_END + rest.split(CLOSER_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n{CLOSER_BEGIN}{section}{CLOSER_END}\n"
+    REPORT.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,26 +134,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--base", default="", help="also measure this commit (e.g. main)")
+    parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure is not None:
         print(json.dumps(asyncio.run(measure(args.measure, args.shards))))
         return 0
+    # Here, not at the top: --measure runs this file as a script on another tree.
+    from .environment import code_version
+
+    command = "scripts/bench-closer " + " ".join(argv if argv is not None else sys.argv[1:])
+    began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
+    rows = [
+        "| code | events | first tick s (windows) | second tick s (empty windows) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    print("\n".join(rows), flush=True)
     with tempfile.TemporaryDirectory(prefix="emostream-base-") as base_dir:
-        trees = [("this tree", str(ROOT))]
+        trees = [(f"this tree ({code_version(str(ROOT))})", str(ROOT))]
         if args.base:
             trees.append((f"base {args.base}", extract(args.base, base_dir)))
-        print("| code | events | first tick s (windows) | second tick s (empty windows) |")
-        print("| --- | ---: | ---: | ---: |")
         for events in args.events:
             for name, tree in trees:
                 result = run_in(tree, events, args.shards)
                 first, second = result["ticks"]
-                print(
+                rows.append(
                     f"| {name} | {events:,} | {first['seconds']:.3f} ({first['published']:,}) "
-                    f"| {second['seconds']:.3f} ({second['published']:,}) |",
-                    flush=True,
+                    f"| {second['seconds']:.3f} ({second['published']:,}) |"
                 )
+                print(rows[-1], flush=True)
+    load_after = os.getloadavg()
+    section = (
+        "\n## Closing many events\n\n"
+        f"`{command.strip()}`, {began}, {os.cpu_count()} cpus; load average (1/5/15 min) "
+        f"before {' / '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{' / '.join(f'{x:.2f}' for x in load_after)}. Written by `scripts/bench-closer` "
+        "(loadtest/bench_closer.py), kept when `scripts/bench` reruns.\n\n"
+        f"One `WindowCloser.tick()` with N active events, {args.shards} shards and "
+        f"{WINDOW_MS // 1000} s windows, each tree in its own process on its own "
+        "redis-server: the first tick after every event's window has ended (one reaction "
+        "each), then the first after the next boundary (an empty window each). A tick that "
+        "takes longer than a window leaves more windows due for the next: the count closed "
+        "is in brackets.\n\n" + "\n".join(rows) + "\n\n"
+    )
+    if not args.no_write:
+        write_section(section)
+        print(f"wrote the closer section of {REPORT.relative_to(ROOT)}")
     return 0
 
 

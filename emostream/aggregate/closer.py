@@ -10,10 +10,10 @@ one tick of the flush that ends it. A producer silent for ``producer_timeout_ms`
 holding windows open; no window stays open longer than ``close_max_delay_ms`` past its end.
 
 Closing itself is lua/close_window.lua, gated on the event's ``next`` window, so any number of
-workers may run a closer and each window is numbered, stored and published once. The calls are
-pipelined, many events' windows per round trip, oldest window first across events
-(``windows.due_windows``): one round trip per event and window, event after event, let 50,000
-events hold a live event's window for minutes (docs/benchmarks.md, "Closing many events").
+workers may run a closer and each window is numbered, stored and published once. One call
+closes many events' windows, the most overdue first across events (``windows.due_windows``):
+a round trip per event and window, event after event, let 50,000 events hold a live event's
+window for minutes (docs/benchmarks.md, "Closing many events").
 """
 
 from __future__ import annotations
