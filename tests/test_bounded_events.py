@@ -67,6 +67,24 @@ def test_a_new_event_past_the_cap_gets_429_and_active_ones_still_flow(
         assert "emostream_events_known 3.0" in metrics
 
 
+def test_a_request_the_rate_limits_refuse_takes_no_place_among_the_events(
+    processes: ProcessFactory,
+) -> None:
+    ingest = processes.role(
+        "ingest", EMOSTREAM_MAX_ACTIVE_EVENTS="3", EMOSTREAM_USER_RATE="1", EMOSTREAM_USER_BURST="1"
+    )
+    with httpx.Client(base_url=ingest.url) as client:
+        assert client.post("/v1/events/a/reactions", json=ONE).status_code == 202
+        for event_id in ("b", "c", "d"):  # the same user, too fast
+            limited = client.post(f"/v1/events/{event_id}/reactions", json=ONE)
+            assert limited.json()["error"]["code"] == "rate_limited"
+        assert client.get("/healthz").json()["events_known"] == 1
+        for event_id in ("b", "c"):
+            other_user = {**ONE, "user_id": f"u-{event_id}"}
+            answer = client.post(f"/v1/events/{event_id}/reactions", json=other_user)
+            assert answer.status_code == 202
+
+
 # README.md, "Bounded events": a one-off event (one reaction, then idle) costs Redis at most
 # this, plus this per window it has published (measured by loadtest/event_memory.py).
 STATED_EVENT_BYTES = 7_000

@@ -39,20 +39,23 @@ class EventAdmission:
         """Events counted against the cap: the view's, plus those admitted here since."""
         return len(self._active) + len(self._admitted)
 
-    def check_allowed(self, event_id: str) -> None:
+    def check(self, event_id: str) -> bool:
+        """Raise UnknownEvent (404) or TooManyEvents (429) if a reaction to ``event_id`` is
+        refused; else whether the event is new here (then ``admit`` it once it is taken)."""
         if self.allowed and event_id not in self.allowed:
             raise UnknownEvent(event_id)
-
-    def admit(self, event_id: str, now_ms: int) -> None:
-        """Let a reaction to ``event_id`` in, or raise TooManyEvents (429)."""
         if event_id in self._active or event_id in self._admitted:
-            return
+            return False
         if self.known >= self.max_active:
             raise TooManyEvents(
                 event_id, f"{self.max_active} events are active", self._full_retry_after_s
             )
         if self._share <= 0:
             raise TooManyEvents(event_id, "too many new events at once", SHARE_RETRY_AFTER_S)
+        return True
+
+    def admit(self, event_id: str, now_ms: int) -> None:
+        """Count a new event that ``check`` let in, against the cap and this refresh's share."""
         self._share -= 1
         self._admitted[event_id] = now_ms
 
