@@ -154,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="emostream-base-") as base_dir:
         trees = [(f"this tree ({code_version(str(ROOT))})", str(ROOT))]
         if args.base:
-            trees.append((f"base {args.base}", extract(args.base, base_dir)))
+            base = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", args.base],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            trees.append((f"base {args.base} ({base})", extract(args.base, base_dir)))
         for events in args.events:
             for name, tree in trees:
                 result = run_in(tree, events, args.shards)
