@@ -115,8 +115,31 @@ class InvalidField(ApiError, ValueError):
         super().__init__(message, field, code=code)
 
 
+class UnknownEvent(ApiError, LookupError):
+    """404: the event is not on the allow-list (``EMOSTREAM_EVENTS``)."""
+
+    status, code = 404, "unknown_event"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id!r} does not take reactions here", "event_id")
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
+
+
+class TooManyEvents(RateLimited):
+    """429: a reaction to an event that is not active while ``EMOSTREAM_MAX_ACTIVE_EVENTS``
+    events are; Retry-After says when room may have freed up."""
+
+    code = "too_many_events"
+
+    def __init__(self, event_id: str, reason: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"event {event_id!r} cannot start now: {reason}",
+            "event_id",
+            retry_after_s=retry_after_s,
+        )
 
 
 class Unavailable(ApiError):

@@ -120,6 +120,12 @@ def ingest_families(acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher
             counter=True,
         ),
         gauge(
+            "events_known",
+            "Events counted against EMOSTREAM_MAX_ACTIVE_EVENTS: the active events Redis "
+            "showed at the last refresh, plus those admitted here since.",
+            lambda: flusher.events.known,
+        ),
+        gauge(
             "buffer_held_reactions",
             "Accepted reactions not yet written to Redis (buffered or waiting for a retry).",
             lambda: buffer.held,

@@ -18,7 +18,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from .aggregate.worker import Worker
-from .connection import connect
+from .connection import connect_for
 from .deliver.app import create_delivery_app
 from .deliver.collector import CollectionPacer
 from .deliver.hub import Hub
@@ -55,13 +55,23 @@ async def redis_for(
         )
         settings = Settings(**{**settings.__dict__, "redis_url": private.url})
     assert settings.redis_url is not None
-    redis = connect(settings.redis_url)
+    redis = connect_for(settings)
     try:
         yield redis, settings
     finally:
         await redis.aclose()
         if private is not None:
             private.close()
+
+
+@contextlib.asynccontextmanager
+async def own_client(settings: Settings) -> AsyncIterator[Redis]:
+    """Another client of the same Redis, with a pool of its own."""
+    redis = connect_for(settings)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -171,9 +181,13 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         redis_for(settings, settings.data_dir) as (redis, settings),
         worker_running(redis, settings, metrics),
-        hub_running(redis, settings, metrics) as hub,
-        node_registered(redis, settings, hub) as registry,
-        ingest_running(redis, settings, metrics) as ingest_app,
+        # Each role its own pool: a burst of history reads cannot take the connections the
+        # worker needs to close windows, nor the flusher's.
+        own_client(settings) as delivery_redis,
+        hub_running(delivery_redis, settings, metrics) as hub,
+        node_registered(delivery_redis, settings, hub) as registry,
+        own_client(settings) as ingest_redis,
+        ingest_running(ingest_redis, settings, metrics) as ingest_app,
     ):
         delivery_app = create_delivery_app(settings, hub, registry, metrics)
         await serve_until(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE
+from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE, EVENT_ID, EVENT_ID_RULE
 from .errors import ConfigError
 
 PREFIX = "EMOSTREAM_"
@@ -134,6 +134,23 @@ class Settings:
     # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
     # delivery serve /metrics on their own port.
     metrics_port: int = at_least(0, 0, high=65535)
+    # -- Safe in public (issue 11): bounded events, per-event expiry, Redis pools --
+    # Events with open windows at once (the shards' active-events sets). A reaction to a new
+    # event beyond it is refused with 429 `too_many_events`; ingest checks a local view it
+    # refreshes from Redis once a second, so the count may overshoot a little (README).
+    max_active_events: int = at_least(1, 10_000)
+    # When set (comma-separated event ids), only these events take reactions; any other gets
+    # 404 `unknown_event`.
+    events: tuple[str, ...] = ()
+    # Every key of an event (state, history, revisions) expires this long after its last
+    # published window; a reaction after that starts the event afresh at seq 1.
+    event_ttl_s: int = at_least(1, 24 * 3600)
+    # Connections of each role's Redis client (`emostream up` gives each role its own). A
+    # caller finding every one busy waits up to redis_pool_timeout_ms for one: a burst queues
+    # instead of failing at once. 2,000 simultaneous history reads took 4 s to drain on a
+    # loaded 2-core machine, the last ones waiting about that long, hence 10 s.
+    redis_max_connections: int = at_least(1, 100)
+    redis_pool_timeout_ms: int = at_least(1, 10_000)
 
     @property
     def window_ms(self) -> int:
@@ -154,6 +171,15 @@ class Settings:
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
+        for event_id in self.events:
+            if not EVENT_ID.fullmatch(event_id):
+                raise ConfigError(f"{PREFIX}EVENTS must list event ids of {EVENT_ID_RULE}")
+        if self.event_ttl_s < max(self.event_idle_s, self.revision_horizon_s):
+            # An event's keys outlive its idle tail and every revision of its windows.
+            raise ConfigError(
+                f"{PREFIX}EVENT_TTL_S must be at least {PREFIX}EVENT_IDLE_S and "
+                f"{PREFIX}REVISION_HORIZON_S"
+            )
 
     @property
     def node_url(self) -> str:

@@ -176,8 +176,14 @@ class Worker:
                 self.failed += 1
                 continue
             calls.append((len(pipe), shard, entry_id, batch.size))
-            ttl_s = self.settings.revision_horizon_s
-            await self.scripts.apply_batch(shard, entry_id, batch, ttl_s, pipe)
+            await self.scripts.apply_batch(
+                shard,
+                entry_id,
+                batch,
+                self.settings.revision_horizon_s,
+                self.settings.event_ttl_s,
+                pipe,
+            )
         return calls
 
     async def _record(self, results: list[Any], calls: list[tuple[int, int, bytes, int]]) -> None:

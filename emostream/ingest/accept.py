@@ -42,12 +42,20 @@ class Acceptor:
         )
 
     def accept(self, event_id: str, reactions: ReactionColumns) -> int:
-        """Buffer every one of the validated reactions or none (503); returns how many."""
+        """Buffer every one of the validated reactions or none (404, 429, 503); returns how
+        many."""
+        # The event is checked first: a request it refuses takes no user's tokens, and one the
+        # rate limits refuse takes no place among the active events.
+        events = self.flusher.events
+        new_event = events.check(event_id)
         if self.buffer.room() < len(reactions):
             raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
         if self.limiter is not None:
             self.limiter.check_users(reactions.users)
-        self.buffer.add(event_id, reactions, now_ms())
+        received_ms = now_ms()
+        if new_event:
+            events.admit(event_id, received_ms)
+        self.buffer.add(event_id, reactions, received_ms)
         self.accepted += len(reactions)
         if self.buffer.pending >= self.settings.flush_max:
             self.flusher.poke()

@@ -56,6 +56,7 @@ def create_quart_app(
             "producer": flusher.producer_id,
             "held": buffer.held,
             "redis_available": flusher.redis_available,
+            "events_known": flusher.events.known,
         }
 
     @app.get("/metrics")

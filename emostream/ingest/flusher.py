@@ -5,6 +5,9 @@ producer's watermark (``lua/flush_batch.lua``). Shards with nothing to send stil
 watermark, as a heartbeat: it is how workers know that windows are complete. A failed append
 keeps the packed batch (same batch id, so a retry whose first reply was lost is deduplicated
 by the worker) and retries it, in order, before anything newer on that shard.
+
+Its timed loop also refreshes the ingest's view of the active events (``EventAdmission``), at
+most once per ``EVENT_VIEW_REFRESH_MS``, so requests are admitted without a Redis round trip.
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ from ..lifecycle import instance_id, sleep_unless
 from ..scripts import Scripts
 from ..settings import Settings
 from ..windows import next_tick_ms
+from .admission import EventAdmission
 from .buffer import ReactionBuffer
 
 log = logging.getLogger(__name__)
+
+# Each refresh reads every active event id (up to max_active_events); once a second keeps that
+# a small, bounded load on Redis per ingest process.
+EVENT_VIEW_REFRESH_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,10 @@ class Flusher:
         self.flushes = 0
         self.flush_seconds = 0.0
         self.redis_available = True
+        self.events = EventAdmission(
+            settings.max_active_events, settings.events, settings.event_idle_s
+        )
+        self._view_refreshed_ms = 0
 
     def poke(self) -> None:
         """Flush now instead of at the next tick (the buffer reached ``flush_max``)."""
@@ -107,15 +119,34 @@ class Flusher:
             )
         return written
 
+    async def refresh_events(self) -> None:
+        """Refresh the admission view: every shard's active events and the live producers
+        (each producer heartbeats on every shard, so shard 0's hash names them all)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.settings.shards):
+            pipe.zrange(keys.active_events(shard), 0, -1)
+        pipe.hlen(keys.producers(0))
+        try:
+            *members, producers = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("active events unreadable (%s); admitting from the last view", exc)
+            return
+        active = (member.decode() for shard_members in members for member in shard_members)
+        self.events.update(active, int(producers), now_ms())
+        self._view_refreshed_ms = now_ms()
+
     async def run(self) -> None:
         """Flush on wall-clock multiples of the interval, or at once when poked, until stopped;
         then flush once more so a graceful stop keeps every accepted reaction."""
         interval = self.settings.flush_interval_ms
+        await self.refresh_events()
         while not self._stopping.is_set():
             delay_s = (next_tick_ms(now_ms(), interval) - now_ms()) / 1000
             await sleep_unless(self._wake, delay_s)
             self._wake.clear()
             await self.flush()
+            if now_ms() - self._view_refreshed_ms >= EVENT_VIEW_REFRESH_MS:
+                await self.refresh_events()
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Final flush with retries, then deregister so no window waits for this producer."""
