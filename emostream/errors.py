@@ -105,6 +105,16 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class HeadersTooLarge(ApiError):
+    """431: the request line and headers are over the byte limit; the server refuses them
+    before any app sees the request."""
+
+    status, code = 431, "headers_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request headers are larger than {limit} bytes")
+
+
 class InvalidField(ApiError, ValueError):
     """422: a field is present but its value breaks the contract (or it is missing:
     ``code="missing_field"``)."""

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from .aggregate.worker import Worker
 from .connection import connect
+from .deadlines import Deadlines
 from .deliver.app import create_delivery_app
 from .deliver.collector import CollectionPacer
 from .deliver.hub import Hub
@@ -59,8 +60,10 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
     flusher = Flusher(redis, settings, buffer)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
+    deadlines = Deadlines()
     try:
-        yield create_ingest_app(settings, buffer, flusher)
+        async with running("body deadlines", deadlines.run):
+            yield create_ingest_app(settings, buffer, flusher, deadlines)
     finally:
         await flusher.stop()
         await task

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,12 +18,12 @@ from starlette.routing import Route
 from ..contract import validate_client_id, validate_cluster, validate_event_id
 from ..errors import (
     ApiError,
-    BodyTooLarge,
     InvalidField,
     MalformedBody,
     NotFound,
     from_http_status,
 )
+from ..limits import HttpLimits, guarded, read_body
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
@@ -56,8 +57,6 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
 
 def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
     """(client_id, cluster) from an optional JSON object ``{"client_id"?, "cluster"?}``."""
-    if len(body) > SUBSCRIBER_BODY_MAX:
-        raise BodyTooLarge(SUBSCRIBER_BODY_MAX)
     payload: Any = {}
     if body.strip():
         try:
@@ -101,7 +100,8 @@ def create_delivery_app(
         """Assign a client to the least-loaded live node of a cluster (this node's cluster
         unless the body names one) and answer the stream URL to open there."""
         event_id = validate_event_id(request.path_params["event_id"])
-        client_id, cluster = _subscriber_request(await request.body(), settings.cluster)
+        body = await read_body(request.receive, SUBSCRIBER_BODY_MAX)
+        client_id, cluster = _subscriber_request(body, settings.cluster)
         with redis_or_503("registry"):
             assignment = await nodes.assign(event_id, client_id, cluster)
         return JSONResponse(assignment, status_code=201)
@@ -159,4 +159,5 @@ def create_delivery_app(
             *page_routes(settings),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+        middleware=[Middleware(guarded, limits=HttpLimits.of(settings))],
     )

@@ -14,7 +14,9 @@ from typing import Any
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
+from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
+from ..limits import HttpLimits, TimedBodies, guarded
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -23,17 +25,22 @@ from .fastpath import ASGIApp, fast_ingest
 from .flusher import Flusher
 
 
-def create_ingest_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> ASGIApp:
+def create_ingest_app(
+    settings: Settings, buffer: ReactionBuffer, flusher: Flusher, deadlines: Deadlines
+) -> ASGIApp:
+    """The role's app; ``deadlines`` must be running (it cuts slow bodies)."""
     acceptor = Acceptor(settings, buffer, flusher)
-    quart = create_quart_app(settings, buffer, flusher)
-    return fast_ingest(quart, acceptor, settings.max_body_bytes)
+    limits = HttpLimits.of(settings)
+    quart = guarded(create_quart_app(settings, buffer, flusher), limits)
+    bodies = TimedBodies(deadlines, settings.body_timeout_s)
+    return fast_ingest(quart, acceptor, limits, bodies)
 
 
 def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
     app = Quart("emostream.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    # Ingest answers in microseconds; a request that takes longer than this is stuck.
-    app.config["BODY_TIMEOUT"] = 30
+    # The body limits are the guard's (limits.py); Quart's own apply the same numbers.
+    app.config["BODY_TIMEOUT"] = settings.body_timeout_s
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
