@@ -63,6 +63,8 @@ def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise MalformedBody("body is not valid JSON") from None
+        except RecursionError:  # json's C decoder recurses once per level of nesting
+            raise MalformedBody("body is nested too deeply") from None
         if not isinstance(payload, dict):
             raise MalformedBody("body must be a JSON object")
     client_id = payload.get("client_id")
