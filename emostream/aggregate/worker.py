@@ -27,7 +27,7 @@ from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
-from .heartbeat import Heartbeat
+from .heartbeat import Heartbeat, forget_worker, record_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +272,9 @@ class Worker:
             lost=self.lost,
             failed=self.failed,
         )
-        await self.redis.set(
-            keys.worker_heartbeat(self.worker_id),
-            beat.encode(),
-            px=self.settings.worker_heartbeat_ttl_ms,
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        record_heartbeat(pipe, beat, self.settings.worker_heartbeat_ttl_ms)
+        await pipe.execute()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, claim, close windows and beat until ``stop`` is set."""
@@ -309,7 +307,9 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
         try:
-            await self.redis.delete(keys.worker_heartbeat(self.worker_id))
+            pipe = self.redis.pipeline(transaction=False)
+            forget_worker(pipe, self.worker_id)
+            await pipe.execute()
         except (RedisError, OSError):
             pass
 
