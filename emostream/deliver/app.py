@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import secrets
 from typing import Any
@@ -15,18 +16,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..auth import bearer_token, require_admin
 from ..contract import validate_client_id, validate_cluster, validate_event_id
 from ..errors import (
     ApiError,
     InvalidField,
     MalformedBody,
-    NotFound,
+    RateLimited,
+    Unauthorized,
     from_http_status,
 )
 from ..limits import HttpLimits, guarded, read_body
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
+from .admission import AddressBuckets
 from .frames import parse_last_event_id
 from .hub import Hub
 from .pages import page_routes
@@ -98,28 +102,40 @@ def create_delivery_app(
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]
         return JSONResponse(body, headers=dict([ANY_ORIGIN]))
 
+    registrations = AddressBuckets(settings.registration_rate_per_s, settings.registration_burst)
+
     async def register_subscriber(request: Request) -> Response:
         """Assign a client to the least-loaded live node of a cluster (this node's cluster
-        unless the body names one) and answer the stream URL to open there."""
+        unless the body names one) and answer the stream URL to open there, with the token
+        that unregistering (or registering the same client id again) needs."""
+        address = request.client.host if request.client else ""
+        wait_s = registrations.take(address)
+        if wait_s:
+            retry_after_s = math.ceil(wait_s)
+            message = "too many registrations from this address; retry later"
+            raise RateLimited(message, retry_after_s=retry_after_s)
         event_id = validate_event_id(request.path_params["event_id"])
         body = await read_body(request.receive, SUBSCRIBER_BODY_MAX)
         client_id, cluster = _subscriber_request(body, settings.cluster)
+        token = bearer_token(request.headers.get("authorization"))
         with redis_or_503("registry"):
-            assignment = await nodes.assign(event_id, client_id, cluster)
-        return JSONResponse(assignment, status_code=201)
+            assignment = await nodes.assign(event_id, client_id, cluster, token)
+        return JSONResponse(assignment, status_code=201, headers={"Cache-Control": "no-store"})
 
     async def unregister_subscriber(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
         client_id = validate_client_id(request.path_params["client_id"])
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized("unregistering needs Authorization: Bearer <registration token>")
         with redis_or_503("registry"):
-            removed = await nodes.unregister(event_id, client_id)
-        if not removed:
-            raise NotFound(f"no client {client_id!r} registered for {event_id}")
+            await nodes.unregister(event_id, client_id, token)
         return Response(status_code=204)
 
     reader = StatsReader(hub.redis, settings, hub, nodes.node_id)
 
     async def stats(request: Request) -> Response:
+        require_admin(settings.admin_token, request.headers.get("authorization"))
         with redis_or_503("stats"):
             body = await reader.snapshot()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})

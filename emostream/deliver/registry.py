@@ -5,6 +5,10 @@ cluster's sorted set. A node is live exactly while its key exists: a killed node
 being chosen once its TTL runs out; a stopped one removes itself at once. A registration picks
 the lowest load among the cluster's live nodes and adds one to it at once, so a burst of
 registrations spreads over the nodes before their next heartbeats report real counts.
+
+A registration is given a random token, stored only as its digest with the assignment.
+Unregistering needs it, and so does registering the same client id again: a client id is
+claimed with HSETNX, so nobody can take over (and then unregister) another's registration.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import keys
-from ..errors import Unavailable
+from ..auth import new_token, same_secret, token_digest
+from ..errors import Conflict, Forbidden, NotFound, Unavailable
 from ..lifecycle import instance_id, sleep_unless
 from ..settings import Settings
 from .hub import Hub
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # A registration is forgotten a day after it was made unless the client registers again.
 CLIENT_REGISTRATION_TTL_S = 24 * 3600
+# The field of a stored registration holding its token's digest (never answered).
+TOKEN_DIGEST_FIELD = "token_sha256"
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,12 @@ class Registry:
 
     # -- every node ----------------------------------------------------------------------------
 
-    async def assign(self, event_id: str, client_id: str, cluster: str) -> dict[str, Any]:
+    async def assign(
+        self, event_id: str, client_id: str, cluster: str, token: str | None = None
+    ) -> dict[str, Any]:
+        """Assign ``client_id`` to the least-loaded live node of ``cluster``; the answer
+        carries the registration's token. ``token`` is the client's current one when it
+        registers again (Conflict when its id is registered and the token does not match)."""
         nodes = await live_nodes(self.redis, cluster)
         if not nodes:
             raise Unavailable(f"no live delivery node in cluster {cluster!r}", code="no_live_node")
@@ -122,15 +134,50 @@ class Registry:
             "node": chosen.node,
             "stream_url": f"{chosen.url}/v1/events/{event_id}/stream",
         }
-        shard = keys.shard_of(event_id, self.settings.shards)
+        clients = keys.event_clients(keys.shard_of(event_id, self.settings.shards), event_id)
+        given, token = token, new_token()
+        claimed: Any = await self.redis.hsetnx(clients, client_id, _record(assignment, token))
+        if not claimed:
+            stored: Any = await self.redis.hget(clients, client_id)
+            if stored is not None:
+                if given is None or not _token_matches(stored, given):
+                    raise Conflict(
+                        f"client_id {client_id!r} is registered; registering it again needs "
+                        "its token (Authorization: Bearer)",
+                        "client_id",
+                        code="client_id_taken",
+                    )
+                token = given  # the same client again: its token stays
         pipe = self.redis.pipeline(transaction=False)
         pipe.zincrby(keys.cluster_nodes(cluster), 1, chosen.node)
-        pipe.hset(keys.event_clients(shard, event_id), client_id, json.dumps(assignment))
-        pipe.expire(keys.event_clients(shard, event_id), CLIENT_REGISTRATION_TTL_S)
+        if not claimed:
+            pipe.hset(clients, client_id, _record(assignment, token))
+        pipe.expire(clients, CLIENT_REGISTRATION_TTL_S)
         await pipe.execute()
-        return assignment
+        return {**assignment, "token": token}
 
-    async def unregister(self, event_id: str, client_id: str) -> bool:
-        shard = keys.shard_of(event_id, self.settings.shards)
-        removed: Any = await self.redis.hdel(keys.event_clients(shard, event_id), client_id)
-        return bool(removed)
+    async def unregister(self, event_id: str, client_id: str, token: str) -> None:
+        """Forget a registration: NotFound when there is none, Forbidden when ``token`` is
+        not the one it was given."""
+        clients = keys.event_clients(keys.shard_of(event_id, self.settings.shards), event_id)
+        stored: Any = await self.redis.hget(clients, client_id)
+        if stored is None:
+            raise NotFound(f"no client {client_id!r} registered for {event_id}")
+        if not _token_matches(stored, token):
+            raise Forbidden("this token is not the one the registration was given", "client_id")
+        await self.redis.hdel(clients, client_id)
+
+
+def _record(assignment: dict[str, Any], token: str) -> str:
+    """A registration as stored: its assignment and its token's digest."""
+    return json.dumps({**assignment, TOKEN_DIGEST_FIELD: token_digest(token)})
+
+
+def _token_matches(stored: bytes | str, token: str) -> bool:
+    """Whether ``token`` is the one a stored registration was given (a registration from
+    before tokens has none, and matches no token)."""
+    try:
+        digest = json.loads(stored).get(TOKEN_DIGEST_FIELD)
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(digest, str) and same_secret(token_digest(token), digest)
