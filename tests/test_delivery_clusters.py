@@ -159,8 +159,8 @@ async def test_three_clusters_every_client_gets_every_window(processes: ProcessF
         response = await client.post(
             f"{nodes[1].url}/v1/events/{EVENT}/subscribers", json={"cluster": "nowhere"}
         )
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "no_live_node"
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "unknown_cluster"
         response = await client.post(
             f"{nodes[1].url}/v1/events/{EVENT}/subscribers", json={"client_id": "bad id"}
         )

@@ -159,3 +159,21 @@ def test_pages_may_not_be_framed_and_send_no_referrer() -> None:
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["referrer-policy"] == "no-referrer"
         assert ADMIN_TOKEN not in page.text
+
+
+@pytest.mark.e2e
+def test_an_unknown_cluster_is_the_clients_mistake_a_dead_one_is_ours(
+    delivery: Process, redis_server: Any
+) -> None:
+    base = f"{delivery.url}/v1/events/{EVENT}/subscribers"
+    # From an address of its own: the rate limit test above spent this address's bucket.
+    client = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"))
+    unknown = client.post(base, json={"cluster": "nowhere"})
+    assert unknown.status_code == 422
+    assert (error_of(unknown)["code"], error_of(unknown)["field"]) == ("unknown_cluster", "cluster")
+    # A cluster whose nodes have all gone (they joined once) may come back: retry later.
+    sync_redis.Redis.from_url(redis_server.url).sadd(keys.CLUSTERS, "ghosts")
+    dead = client.post(base, json={"cluster": "ghosts"})
+    client.close()
+    assert dead.status_code == 503 and error_of(dead)["code"] == "no_live_node"
+    assert int(dead.headers["retry-after"]) >= 1

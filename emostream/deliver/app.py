@@ -48,7 +48,7 @@ SUBSCRIBER_BODY_MAX = 4096
 
 def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

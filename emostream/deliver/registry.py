@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..auth import new_token, same_secret, token_digest
-from ..errors import Conflict, Forbidden, NotFound, Unavailable
+from ..errors import Conflict, Forbidden, InvalidField, NotFound, Unavailable
 from ..lifecycle import instance_id, sleep_unless
 from ..settings import Settings
 from .hub import Hub
@@ -125,6 +125,11 @@ class Registry:
         registers again (Conflict when its id is registered and the token does not match)."""
         nodes = await live_nodes(self.redis, cluster)
         if not nodes:
+            # A cluster no node ever joined is the client's mistake (4xx); a known cluster
+            # whose nodes are all gone is ours, and may come back (503).
+            if not await self.redis.sismember(keys.CLUSTERS, cluster):
+                message = f"no delivery node has joined cluster {cluster!r}"
+                raise InvalidField("cluster", message, code="unknown_cluster")
             raise Unavailable(f"no live delivery node in cluster {cluster!r}", code="no_live_node")
         chosen = nodes[0]
         assignment = {
