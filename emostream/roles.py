@@ -134,5 +134,6 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         node_registered(redis, settings, hub) as registry,
         ingest_running(redis, settings) as ingest_app,
     ):
-        app = combine(ingest_app, create_delivery_app(settings, hub, registry))
+        delivery_app = create_delivery_app(settings, hub, registry, with_reactions=True)
+        app = combine(ingest_app, delivery_app)
         await serve_until(app, settings, stop, hub.close, client_sockets(settings))

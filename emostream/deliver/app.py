@@ -27,6 +27,7 @@ from ..errors import (
     from_http_status,
 )
 from ..limits import HttpLimits, guarded, read_body
+from ..openapi import delivery_document
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
@@ -78,9 +79,12 @@ def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
 
 
 def create_delivery_app(
-    settings: Settings, hub: Hub, registry: Registry | None = None
+    settings: Settings, hub: Hub, registry: Registry | None = None, with_reactions: bool = False
 ) -> Starlette:
+    """The role's app; ``with_reactions`` when ingest shares its port (`emostream up`), so
+    its OpenAPI document lists the reaction POSTs too."""
     nodes = registry or Registry(hub.redis, settings, hub)
+    openapi_document = delivery_document(with_reactions)
 
     async def stream(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
@@ -140,6 +144,9 @@ def create_delivery_app(
             body = await reader.snapshot()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse(
             {
@@ -173,6 +180,7 @@ def create_delivery_app(
                 methods=["DELETE"],
             ),
             Route("/healthz", healthz),
+            Route("/openapi.json", openapi),
             Route("/v1/stats", stats),
             *page_routes(settings),
         ],

@@ -9,14 +9,16 @@ buffered, and refused whole (503) when the buffer has no room for all of it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from quart import Quart, Response
+from quart_schema import OpenAPIProvider, QuartSchema, document_response
 from werkzeug.exceptions import HTTPException
 
 from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
 from ..limits import HttpLimits, TimedBodies, guarded
+from ..openapi import with_reaction_paths
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -36,14 +38,42 @@ def create_ingest_app(
     return fast_ingest(quart, acceptor, limits, bodies)
 
 
+class IngestHealth(TypedDict):
+    role: str
+    producer: str
+    held: int
+    redis_available: bool
+
+
+class IngestOpenAPI(OpenAPIProvider):
+    """quart-schema's document of the Quart routes, plus the fast path's operations, which
+    never reach Quart (openapi.py writes them)."""
+
+    def schema(self) -> dict[str, Any]:
+        return with_reaction_paths(super().schema())
+
+
 def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
     app = Quart("emostream.ingest")
+    # /openapi.json only: the documentation pages would load scripts from CDNs.
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info={"title": "emostream ingest", "version": "1"},
+        conversion_preference="msgspec",
+        openapi_provider_class=IngestOpenAPI,
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # The body limits are the guard's (limits.py); Quart's own apply the same numbers.
     app.config["BODY_TIMEOUT"] = settings.body_timeout_s
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    @document_response(IngestHealth)
+    async def healthz() -> IngestHealth:
+        """Health of this ingest process"""
         return {
             "role": "ingest",
             "producer": flusher.producer_id,
