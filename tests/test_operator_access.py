@@ -15,6 +15,7 @@ import redis as sync_redis
 from redis.asyncio import Redis as AsyncRedis
 
 from emostream import keys
+from emostream.auth import bearer_token
 from emostream.deliver.admission import AddressBuckets
 from emostream.deliver.app import create_delivery_app
 from emostream.deliver.hub import Hub
@@ -126,6 +127,13 @@ def test_registrations_are_rate_limited_per_client_address(delivery: Process) ->
     other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
     with other:
         assert other.post(base, json={}).status_code == 201
+
+
+def test_only_a_well_formed_bearer_token_is_read() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer  abc ") == "abc"
+    for header in (None, "", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "Token abc"):
+        assert bearer_token(header) is None, header
 
 
 def test_address_buckets_refill_and_stay_bounded() -> None:
