@@ -158,6 +158,7 @@ def guarded(app: ASGIApp, limits: HttpLimits) -> ASGIApp:
             # reads bodies in a task of its own, whose exception ends the request).
             if request.started:
                 raise
+            request.draining = True  # what comes now is dropped, not refused again
             if request.http1 and not request.complete:
                 await answer_then_drain(send, request.receive, error, limits, request.on_time)
             else:
