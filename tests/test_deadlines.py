@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from emostream.bodies import TimedBodies, drain, read_body
 from emostream.deadlines import Deadlines
 from emostream.errors import BodyTooLarge, RequestTimeout
 from emostream.lifecycle import running
-from emostream.limits import TimedBodies, drain, read_body
 
 
 def test_only_the_late_expire_once() -> None:

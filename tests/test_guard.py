@@ -1,4 +1,4 @@
-"""limits.guarded driven by hand over ASGI: what the framework apps' routes get, and what the
+"""bodies.guarded driven by hand over ASGI: what the framework apps' routes get, and what the
 client gets back, for bodies read, refused and left unread."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from emostream.limits import HttpLimits, guarded, read_body
+from emostream.bodies import BodyLimits, guarded, read_body
 
-LIMITS = HttpLimits(max_body_bytes=10, body_timeout_s=5.0, drain_max_bytes=1000)
+LIMITS = BodyLimits(max_body_bytes=10, body_timeout_s=5.0, drain_max_bytes=1000)
 
 
 class Exchange:

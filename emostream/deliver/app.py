@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..auth import bearer_token, require_admin
+from ..bodies import BodyLimits, guarded, read_body
 from ..contract import validate_client_id, validate_cluster, validate_event_id
 from ..errors import (
     ApiError,
@@ -26,7 +27,6 @@ from ..errors import (
     Unauthorized,
     from_http_status,
 )
-from ..limits import HttpLimits, guarded, read_body
 from ..openapi import delivery_document
 from ..settings import Settings
 from ..stats import StatsReader
@@ -185,5 +185,5 @@ def create_delivery_app(
             *page_routes(settings),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
-        middleware=[Middleware(guarded, limits=HttpLimits.of(settings))],
+        middleware=[Middleware(guarded, limits=BodyLimits.of(settings))],
     )

@@ -15,9 +15,9 @@ from quart import Quart, Response
 from quart_schema import OpenAPIProvider, QuartSchema, document_response
 from werkzeug.exceptions import HTTPException
 
+from ..bodies import BodyLimits, TimedBodies, guarded
 from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
-from ..limits import HttpLimits, TimedBodies, guarded
 from ..openapi import with_reaction_paths
 from ..settings import Settings
 from ..web import error_parts
@@ -32,7 +32,7 @@ def create_ingest_app(
 ) -> ASGIApp:
     """The role's app; ``deadlines`` must be running (it cuts slow bodies)."""
     acceptor = Acceptor(settings, buffer, flusher)
-    limits = HttpLimits.of(settings)
+    limits = BodyLimits.of(settings)
     quart = guarded(create_quart_app(settings, buffer, flusher), limits)
     bodies = TimedBodies(deadlines, settings.body_timeout_s)
     return fast_ingest(quart, acceptor, limits, bodies)
@@ -67,7 +67,7 @@ def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flushe
         openapi_provider_class=IngestOpenAPI,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    # The body limits are the guard's (limits.py); Quart's own apply the same numbers.
+    # The body limits are the guard's (bodies.py); Quart's own apply the same numbers.
     app.config["BODY_TIMEOUT"] = settings.body_timeout_s
 
     @app.get("/healthz")

@@ -12,8 +12,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
 from ..errors import ApiError, BodyTooLarge, MethodNotAllowed, RequestTimeout
-from ..limits import HttpLimits, TimedBodies, answer_then_drain, is_http1
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
 
@@ -43,11 +43,11 @@ async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], b
 
 
 def fast_ingest(
-    app: ASGIApp, acceptor: Acceptor, limits: HttpLimits, bodies: TimedBodies
+    app: ASGIApp, acceptor: Acceptor, limits: BodyLimits, bodies: TimedBodies
 ) -> ASGIApp:
     """The reaction POSTs in front of ``app``. A body is read with the byte cap and the body
     timeout (413, 408); a refusal given before the body was read is drained first
-    (limits.py says why), so any client reads it."""
+    (bodies.py says why), so any client reads it."""
     max_body_bytes = limits.max_body_bytes
 
     async def fast(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -36,13 +36,13 @@ CONNECTION_CLOSE = (b"connection", b"close")
 END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-class HttpLimits(NamedTuple):
+class BodyLimits(NamedTuple):
     max_body_bytes: int
     body_timeout_s: float
     drain_max_bytes: int
 
     @classmethod
-    def of(cls, settings: Settings) -> HttpLimits:
+    def of(cls, settings: Settings) -> BodyLimits:
         return cls(settings.max_body_bytes, settings.body_timeout_s, settings.drain_max_bytes)
 
 
@@ -92,7 +92,7 @@ async def drain(receive: Receive, limit: int) -> bool:
 
 
 async def answer_then_drain(
-    send: Send, receive: Receive, error: ApiError, limits: HttpLimits, drain_body: bool = True
+    send: Send, receive: Receive, error: ApiError, limits: BodyLimits, drain_body: bool = True
 ) -> None:
     """Answer ``error`` on HTTP/1.1 when the body was not read: the answer at once, with
     ``Connection: close``; then the rest of the body drained (unless ``drain_body`` is
@@ -139,7 +139,7 @@ class TimedBodies:
             self.deadlines.discard(task)
 
 
-def guarded(app: ASGIApp, limits: HttpLimits) -> ASGIApp:
+def guarded(app: ASGIApp, limits: BodyLimits) -> ASGIApp:
     """``app`` with every request body under ``limits``: capped at ``max_body_bytes``
     (413), complete within ``body_timeout_s`` (408), and drained before the connection
     closes when the route answered without reading it.
@@ -173,7 +173,7 @@ def guarded(app: ASGIApp, limits: HttpLimits) -> ASGIApp:
 class _GuardedBody:
     """One request's body as its app reads it, and its answer as the app writes it."""
 
-    def __init__(self, receive: Receive, send: Send, limits: HttpLimits, http1: bool) -> None:
+    def __init__(self, receive: Receive, send: Send, limits: BodyLimits, http1: bool) -> None:
         self._receive = receive
         self._send = send
         self.limits = limits
