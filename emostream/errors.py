@@ -173,3 +173,7 @@ def from_http_status(status: int, message: str) -> ApiError:
     error = ApiError(message, code="http_error" if status != 500 else "internal")
     error.status = status
     return error
+
+
+class RecordError(EmostreamError, ValueError):
+    """A history or pub/sub payload is not a window record."""

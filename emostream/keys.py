@@ -103,6 +103,12 @@ def late_windows(shard: int) -> str:
     return f"{_tag(shard)}:late"
 
 
+def rate_counter(kind: str, key: str, window: int) -> str:
+    """Counter of what every ingest process counted for one key of a rate limit (``user`` or
+    ``ip``) in one fixed window."""
+    return f"{PREFIX}:rate:{kind}:{window}:{key}"
+
+
 def worker_heartbeat(worker_id: str) -> str:
     """Set with a TTL by a live worker."""
     return f"{PREFIX}:worker:{worker_id}"

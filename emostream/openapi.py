@@ -365,14 +365,79 @@ DELIVERY_PATHS: dict[str, Any] = {
         "delete": {
             "operationId": "unregister_subscriber",
             "summary": "Forget a registration",
+            "description": "Needs the registration's token; one made through the seed's "
+            "/register is open and needs none.",
             "parameters": [EVENT_ID, CLIENT_ID],
-            "security": [{"registrationToken": []}],
+            "security": [{}, {"registrationToken": []}],
             "responses": {
                 "204": {"description": "forgotten"},
                 **errors(401, 403, 404, 422, 503),
             },
         }
     },
+}
+
+
+SEED_ID = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
+SCHEMAS["SeedRegistration"] = {
+    "type": "object",
+    "description": "What the seed's clients send; ids may be whole numbers.",
+    "required": ["user_id"],
+    "properties": {
+        "user_id": {**SEED_ID, "description": CLIENT_ID_RULE + ", or a whole number"},
+        "group_id": {**SEED_ID, "description": "the cluster; defaults to the answering node's"},
+        "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+    },
+}
+SCHEMAS["SeedAssignment"] = {
+    "allOf": [
+        {**SCHEMAS["Assignment"], "required": ["client_id", "event_id", "cluster", "stream_url"]},
+        {
+            "type": "object",
+            "required": ["user_id", "group_id"],
+            "properties": {"user_id": {"type": "string"}, "group_id": {"type": "string"}},
+        },
+    ]
+}
+SEED_ERRORS = errors(400, 408, 409, 413, 422, 429, 503)
+# The seed's registration aliases (deliver/seed.py): 200 for success, as the seed answered.
+DELIVERY_PATHS["/register"] = {
+    "post": {
+        "operationId": "seed_register",
+        "summary": "Register, seed-compatible: an open registration (no token)",
+        "security": [{}, {"registrationToken": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
+        },
+        "responses": {"200": _json("assigned", _ref("SeedAssignment")), **SEED_ERRORS},
+    }
+}
+DELIVERY_PATHS["/unregister"] = {
+    "post": {
+        "operationId": "seed_unregister",
+        "summary": "Unregister, seed-compatible; a registration with a token needs it",
+        "security": [{}, {"registrationToken": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
+        },
+        "responses": {
+            "200": _json(
+                "forgotten",
+                {
+                    "type": "object",
+                    "required": ["user_id", "event_id", "unregistered"],
+                    "properties": {
+                        "user_id": {"type": "string"},
+                        "event_id": {"type": "string"},
+                        "unregistered": {"const": True},
+                    },
+                },
+            ),
+            **errors(400, 401, 403, 404, 408, 413, 422, 503),
+        },
+    }
 }
 
 

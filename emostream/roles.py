@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from redis.asyncio import Redis
 
@@ -27,7 +28,9 @@ from .deliver.sockets import tune_client_sockets
 from .ingest.app import create_ingest_app
 from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
+from .ingest.limits import RateLimiter
 from .lifecycle import running
+from .metrics import Metrics, delivery_families, worker_families
 from .redis_server import PrivateRedis
 from .rules import EmojiSwarmRule
 from .serving import ASGIApp, combine, serve_until
@@ -37,12 +40,20 @@ log = logging.getLogger("emostream")
 
 
 @contextlib.asynccontextmanager
-async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]:
-    """A client for the configured Redis, or for a private one started (and stopped) here."""
+async def redis_for(
+    settings: Settings, data_dir: str = ""
+) -> AsyncIterator[tuple[Redis, Settings]]:
+    """A client for the configured Redis, or for a private one started (and stopped) here:
+    persisted in ``data_dir`` (AOF everysec) when one is given, else in a throwaway one."""
     private: PrivateRedis | None = None
     if settings.redis_url is None:
-        private = PrivateRedis().start()
-        log.info("started a private redis-server (%s) on port %d", private.binary, private.port)
+        private = PrivateRedis(appendonly=bool(data_dir), directory=data_dir or None).start()
+        log.info(
+            "started a private redis-server (%s) on port %d, data in %s",
+            private.binary,
+            private.port,
+            private.directory if data_dir else "a temporary directory (ephemeral)",
+        )
         settings = Settings(**{**settings.__dict__, "redis_url": private.url})
     assert settings.redis_url is not None
     redis = connect(settings.redis_url)
@@ -55,15 +66,21 @@ async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]
 
 
 @contextlib.asynccontextmanager
-async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGIApp]:
+async def ingest_running(
+    redis: Redis, settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[ASGIApp]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max)
     flusher = Flusher(redis, settings, buffer)
+    limiter = rate_limiter(settings)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
     deadlines = Deadlines()
     try:
-        async with running("body deadlines", deadlines.run):
-            yield create_ingest_app(settings, buffer, flusher, deadlines)
+        async with (
+            running("rate-limits", partial(limiter.run, redis, settings)),
+            running("body deadlines", deadlines.run),
+        ):
+            yield create_ingest_app(settings, buffer, flusher, deadlines, limiter, metrics)
     finally:
         await flusher.stop()
         await task
@@ -71,8 +88,11 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
 
 
 @contextlib.asynccontextmanager
-async def worker_running(redis: Redis, settings: Settings) -> AsyncIterator[Worker]:
+async def worker_running(
+    redis: Redis, settings: Settings, metrics: Metrics
+) -> AsyncIterator[Worker]:
     worker = Worker(redis, settings)
+    metrics.add(*worker_families(worker))
     async with running("worker", worker.run):
         yield worker
 
@@ -86,9 +106,10 @@ async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIt
 
 
 @contextlib.asynccontextmanager
-async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
+async def hub_running(redis: Redis, settings: Settings, metrics: Metrics) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
     pacer = CollectionPacer()
+    metrics.add(*delivery_families(hub, pacer))
     pacer.install()
     hub.idle = pacer.idle
     try:
@@ -101,39 +122,65 @@ async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
         pacer.uninstall()
 
 
+def rate_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter(
+        settings.user_rate,
+        settings.user_burst,
+        settings.ip_rate,
+        settings.ip_burst,
+        settings.trusted_proxies,
+    )
+
+
 def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
     return lambda listener: tune_client_sockets(listener, settings)
 
 
+# Each runner makes the process's one metrics registry; every role it runs adds its figures.
+
+
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
+    metrics = Metrics()
+    async with (
+        redis_for(settings) as (redis, settings),
+        ingest_running(redis, settings, metrics) as app,
+    ):
         await serve_until(app, settings, stop)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), worker_running(redis, settings):
-        log.info("worker running")
-        await stop.wait()
+    """The worker serves no HTTP: its metrics have a port of their own, when one is set."""
+    metrics = Metrics()
+    with metrics.served(settings.host, settings.metrics_port):
+        async with (
+            redis_for(settings) as (redis, settings),
+            worker_running(redis, settings, metrics),
+        ):
+            log.info("worker running")
+            await stop.wait()
 
 
 async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
     async with (
         redis_for(settings) as (redis, settings),
-        hub_running(redis, settings) as hub,
+        hub_running(redis, settings, metrics) as hub,
         node_registered(redis, settings, hub) as registry,
     ):
-        app = create_delivery_app(settings, hub, registry)
+        app = create_delivery_app(settings, hub, registry, metrics)
         await serve_until(app, settings, stop, hub.close, client_sockets(settings))
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
     async with (
-        redis_for(settings) as (redis, settings),
-        worker_running(redis, settings),
-        hub_running(redis, settings) as hub,
+        redis_for(settings, settings.data_dir) as (redis, settings),
+        worker_running(redis, settings, metrics),
+        hub_running(redis, settings, metrics) as hub,
         node_registered(redis, settings, hub) as registry,
-        ingest_running(redis, settings) as ingest_app,
+        ingest_running(redis, settings, metrics) as ingest_app,
     ):
-        delivery_app = create_delivery_app(settings, hub, registry, with_reactions=True)
-        app = combine(ingest_app, delivery_app)
-        await serve_until(app, settings, stop, hub.close, client_sockets(settings))
+        delivery_app = create_delivery_app(settings, hub, registry, metrics, with_reactions=True)
+        await serve_until(
+            combine(ingest_app, delivery_app), settings, stop, hub.close, client_sockets(settings)
+        )

@@ -40,10 +40,21 @@ def one_of(*choices: str) -> Any:
     return field(default=choices[0], metadata={"check": lambda v: "" if v in choices else allowed})
 
 
+def default_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Per user, as the XDG base directories say: $XDG_DATA_HOME/emostream, else
+    ~/.local/share/emostream."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "emostream")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Unset: `emostream up` starts a private redis-server it owns.
     redis_url: str | None = field(default=None, repr=False)
+    # Where that private Redis of `emostream up` keeps its append-only file, so history and
+    # seq survive a restart; "" for a throwaway directory (`--ephemeral`).
+    data_dir: str = field(default_factory=default_data_dir)
     window_s: float = at_least(0.1, 2.0)
     top_n: int = at_least(1, 5)
     scale: int = at_least(1, 1000)
@@ -108,6 +119,21 @@ class Settings:
     server: str = one_of("uvicorn", "hypercorn")
     host: str = "127.0.0.1"
     port: int = at_least(1, 8000, high=65535)
+    # Rate limits, shared by every ingest process (ingest/limits.py); a rate of 0 turns one
+    # off. Reactions a second per user id: a person taps a few times a second, the seed's
+    # load generator sends about 100 from one user id, a flooding script thousands.
+    # Requests a second per client address: off by default, since a whole stadium can
+    # share one address behind NAT.
+    user_rate: float = at_least(0, 200.0)
+    user_burst: float = at_least(1, 400.0)
+    ip_rate: float = at_least(0, 0.0)
+    ip_burst: float = at_least(1, 200.0)
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    rate_sync_interval_ms: int = at_least(10, 100)
+    # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
+    # delivery serve /metrics on their own port.
+    metrics_port: int = at_least(0, 0, high=65535)
     # -- Safe in public: HTTP limits of every role on either server software, the operator
     # token and client registration (README, "Safe in public").
     # A request head (request line and headers) larger than this is refused with 431.

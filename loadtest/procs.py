@@ -19,8 +19,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The load generators repeat a few bodies from a bounded audience far faster than any person
+# taps: a per-user limit that still runs its check on every request but never refuses, so
+# the figures include its cost and measure accepted reactions, not 429s.
+UNLIMITED_USER_RATE = "1e9"
+
+
 def child_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMOSTREAM_")}
+    env["EMOSTREAM_USER_RATE"] = UNLIMITED_USER_RATE
+    env["EMOSTREAM_USER_BURST"] = UNLIMITED_USER_RATE
     if redis_url is not None:
         env["EMOSTREAM_REDIS_URL"] = redis_url
     env.update(overrides)

@@ -1,7 +1,7 @@
-"""Fuzzing every POST (and the DELETE) of the public API through real HTTP against a real
-`emostream up`: raw bytes, JSON and msgpack shapes, odd ids and headers. Whatever comes in,
-the answer is never a 5xx, an error is always the one JSON shape, and the process logs no
-crash.
+"""Fuzzing every POST (and the DELETE) of the public API, the seed's aliases too, through
+real HTTP against a real `emostream up`: raw bytes, JSON and msgpack shapes, odd ids and
+headers. Whatever comes in, the answer is never a 5xx, an error is always the one JSON
+shape, and the process logs no crash.
 
 The example counts are bounded so the whole module takes seconds in CI; a failing example is
 printed by hypothesis (and replayed first on the next run from its local database).
@@ -227,6 +227,14 @@ def test_unregistration_never_fails_with_a_5xx(
     check(client.request("DELETE", path, headers=headers, content=body))
 
 
+@FUZZ
+@given(body=bodies, path=st.sampled_from(["/register", "/unregister"]))
+def test_the_seed_registration_aliases_never_fail_with_a_5xx(
+    client: httpx.Client, up: Process, body: tuple[str, bytes], path: str
+) -> None:
+    check(post(client, path, *body))
+
+
 def test_a_registration_can_be_undone_after_fuzzing(client: httpx.Client, up: Process) -> None:
     """The fuzzed routes still do their job, and nothing crashed on the way."""
     registered = client.post("/v1/events/fuzz/subscribers", json={"client_id": "after-fuzz"})
@@ -246,6 +254,7 @@ def test_known_crashers_are_refused_cleanly(client: httpx.Client, up: Process) -
         ("/v1/events/fuzz/reactions", "application/json", b"[" * 100_000),
         ("/send_emoji", "application/json", b'{"a":' * 100_000),
         ("/v1/events/fuzz/subscribers", "application/json", b"[" * 4000),
+        ("/register", "application/json", b"[" * 4000),
     ]
     for path, content_type, body in cases:
         response = post(client, path, content_type, body)

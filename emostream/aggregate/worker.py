@@ -27,6 +27,7 @@ from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
+from .consumers import DEAD_AFTER_CLAIM_INTERVALS, forget_dead_consumers
 from .heartbeat import Heartbeat, forget_worker, record_heartbeat
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class Worker:
         return len(entries)
 
     async def claim_idle(self, min_idle_ms: int | None = None) -> int:
-        """Take over entries another consumer left pending too long, and process them.
+        """Take over entries another consumer left pending too long, and process them; then
+        remove the consumers of dead workers, left with nothing pending (aggregate/consumers.py).
 
         An entry already delivered ``max_deliveries`` times (it failed, or killed the workers
         that took it) goes to the dead-letter stream instead, so the rest keeps flowing."""
@@ -116,6 +118,8 @@ class Worker:
                 claimed += len(entries)
                 if start in (b"0-0", "0-0") or not items:
                     break
+            dead_after_ms = DEAD_AFTER_CLAIM_INTERVALS * self.settings.claim_idle_ms
+            await forget_dead_consumers(self.redis, stream, self.worker_id, dead_after_ms)
         return claimed
 
     async def process(self, entries: Sequence[Entry]) -> None:

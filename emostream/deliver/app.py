@@ -24,18 +24,19 @@ from ..errors import (
     InvalidField,
     MalformedBody,
     RateLimited,
-    Unauthorized,
     from_http_status,
 )
+from ..metrics import Metrics, delivery_families
 from ..openapi import delivery_document
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
 from .admission import AddressBuckets
-from .frames import parse_last_event_id
+from .frames import parse_last_event_id, reset_frame
 from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
+from .seed import seed_routes
 from .stream import SwarmStream
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,25 @@ def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
 
 
 def create_delivery_app(
-    settings: Settings, hub: Hub, registry: Registry | None = None, with_reactions: bool = False
+    settings: Settings,
+    hub: Hub,
+    registry: Registry | None = None,
+    metrics: Metrics | None = None,
+    with_reactions: bool = False,
 ) -> Starlette:
-    """The role's app; ``with_reactions`` when ingest shares its port (`emostream up`), so
-    its OpenAPI document lists the reaction POSTs too."""
+    """The role's app. ``metrics`` is the process's registry, which the runner has given
+    this node's figures (and in `emostream up` every role's); without one the app keeps a
+    registry of its own with the hub's. ``with_reactions`` when ingest shares its port
+    (`emostream up`), so its OpenAPI document lists the reaction POSTs too."""
     nodes = registry or Registry(hub.redis, settings, hub)
     openapi_document = delivery_document(with_reactions)
+    if metrics is None:
+        metrics = Metrics()
+        metrics.add(*delivery_families(hub, None))
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, headers={"Content-Type": content_type})
 
     async def stream(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
@@ -93,31 +107,35 @@ def create_delivery_app(
             after = parse_last_event_id(raw_last)
         except ValueError:
             raise InvalidField("Last-Event-ID", "Last-Event-ID must be a window seq") from None
-        subscriber, backlog = await hub.join(event_id, after)
+        subscriber, backlog, resume_after = await hub.join(event_id, after)
         retry_ms = RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS)
-        return SwarmStream(hub, subscriber, backlog, after, retry_ms)
+        # A seq the event no longer has: the client is told its numbering starts over.
+        reset = reset_frame(event_id, after) if after is not None and resume_after is None else b""
+        return SwarmStream(hub, subscriber, backlog, resume_after, retry_ms, reset)
 
     async def windows(request: Request) -> Response:
         event_id = validate_event_id(request.path_params["event_id"])
         after = _int_query(request, "after", 0, 0, 2**62)
         limit = _int_query(request, "limit", 100, 1, WINDOWS_LIMIT_MAX)
         with redis_or_503("history"):
-            records = await hub.history(event_id, after, limit)
+            records = await hub.history.after(event_id, after, limit)
         body: list[dict[str, Any]] = [hub.rule.window_object(r) for r in records]
         return JSONResponse(body, headers=dict([ANY_ORIGIN]))
 
     registrations = AddressBuckets(settings.registration_rate_per_s, settings.registration_burst)
 
+    def admit_registration(request: Request) -> None:
+        """One registration of the client address's bucket, or 429."""
+        wait_s = registrations.take(request.client.host if request.client else "")
+        if wait_s:
+            message = "too many registrations from this address; retry later"
+            raise RateLimited(message, retry_after_s=math.ceil(wait_s))
+
     async def register_subscriber(request: Request) -> Response:
         """Assign a client to the least-loaded live node of a cluster (this node's cluster
         unless the body names one) and answer the stream URL to open there, with the token
         that unregistering (or registering the same client id again) needs."""
-        address = request.client.host if request.client else ""
-        wait_s = registrations.take(address)
-        if wait_s:
-            retry_after_s = math.ceil(wait_s)
-            message = "too many registrations from this address; retry later"
-            raise RateLimited(message, retry_after_s=retry_after_s)
+        admit_registration(request)
         event_id = validate_event_id(request.path_params["event_id"])
         body = await read_body(request.receive, SUBSCRIBER_BODY_MAX)
         client_id, cluster = _subscriber_request(body, settings.cluster)
@@ -130,8 +148,6 @@ def create_delivery_app(
         event_id = validate_event_id(request.path_params["event_id"])
         client_id = validate_client_id(request.path_params["client_id"])
         token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            raise Unauthorized("unregistering needs Authorization: Bearer <registration token>")
         with redis_or_503("registry"):
             await nodes.unregister(event_id, client_id, token)
         return Response(status_code=204)
@@ -181,8 +197,10 @@ def create_delivery_app(
             ),
             Route("/healthz", healthz),
             Route("/openapi.json", openapi),
+            Route("/metrics", prometheus),
             Route("/v1/stats", stats),
             *page_routes(settings),
+            *seed_routes(settings, nodes, admit_registration),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
         middleware=[Middleware(guarded, limits=BodyLimits.of(settings))],

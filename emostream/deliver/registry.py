@@ -9,6 +9,8 @@ registrations spreads over the nodes before their next heartbeats report real co
 A registration is given a random token, stored only as its digest with the assignment.
 Unregistering needs it, and so does registering the same client id again: a client id is
 claimed with HSETNX, so nobody can take over (and then unregister) another's registration.
+Registrations through the seed's ``/register`` are open (its protocol has no token), as the
+seed's were.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..auth import new_token, same_secret, token_digest
-from ..errors import Conflict, Forbidden, InvalidField, NotFound, Unavailable
+from ..errors import Conflict, Forbidden, InvalidField, NotFound, Unauthorized, Unavailable
 from ..lifecycle import instance_id, sleep_unless
 from ..settings import Settings
 from .hub import Hub
@@ -118,11 +120,20 @@ class Registry:
     # -- every node ----------------------------------------------------------------------------
 
     async def assign(
-        self, event_id: str, client_id: str, cluster: str, token: str | None = None
+        self,
+        event_id: str,
+        client_id: str,
+        cluster: str,
+        token: str | None = None,
+        open_registration: bool = False,
     ) -> dict[str, Any]:
-        """Assign ``client_id`` to the least-loaded live node of ``cluster``; the answer
-        carries the registration's token. ``token`` is the client's current one when it
-        registers again (Conflict when its id is registered and the token does not match)."""
+        """Assign ``client_id`` to the least-loaded live node of ``cluster``.
+
+        The answer carries a new token, which unregistering and registering the id again
+        need; ``token`` is the client's current one when it registers again. An open
+        registration (the seed's ``/register``, whose protocol has no token) carries none:
+        like an id nobody holds, anyone may register it again or remove it. Conflict when the
+        id is held with a token that ``token`` does not match."""
         nodes = await live_nodes(self.redis, cluster)
         if not nodes:
             # A cluster no node ever joined is the client's mistake (4xx); a known cluster
@@ -140,12 +151,14 @@ class Registry:
             "stream_url": f"{chosen.url}/v1/events/{event_id}/stream",
         }
         clients = keys.event_clients(keys.shard_of(event_id, self.settings.shards), event_id)
-        given, token = token, new_token()
+        given = token
+        token = None if open_registration else new_token()
         claimed: Any = await self.redis.hsetnx(clients, client_id, _record(assignment, token))
         if not claimed:
             stored: Any = await self.redis.hget(clients, client_id)
-            if stored is not None:
-                if given is None or not _token_matches(stored, given):
+            holder = None if stored is None else _token_digest_of(stored)
+            if holder is not None:
+                if given is None or not same_secret(token_digest(given), holder):
                     raise Conflict(
                         f"client_id {client_id!r} is registered; registering it again needs "
                         "its token (Authorization: Bearer)",
@@ -159,30 +172,35 @@ class Registry:
             pipe.hset(clients, client_id, _record(assignment, token))
         pipe.expire(clients, CLIENT_REGISTRATION_TTL_S)
         await pipe.execute()
-        return {**assignment, "token": token}
+        return assignment if token is None else {**assignment, "token": token}
 
-    async def unregister(self, event_id: str, client_id: str, token: str) -> None:
-        """Forget a registration: NotFound when there is none, Forbidden when ``token`` is
-        not the one it was given."""
+    async def unregister(self, event_id: str, client_id: str, token: str | None) -> None:
+        """Forget a registration: NotFound when there is none; when it holds a token,
+        Unauthorized without one and Forbidden with another."""
         clients = keys.event_clients(keys.shard_of(event_id, self.settings.shards), event_id)
         stored: Any = await self.redis.hget(clients, client_id)
         if stored is None:
             raise NotFound(f"no client {client_id!r} registered for {event_id}")
-        if not _token_matches(stored, token):
-            raise Forbidden("this token is not the one the registration was given", "client_id")
+        holder = _token_digest_of(stored)
+        if holder is not None:
+            if token is None:
+                raise Unauthorized("unregistering needs Authorization: Bearer <registration token>")
+            if not same_secret(token_digest(token), holder):
+                raise Forbidden("this token is not the one the registration was given", "client_id")
         await self.redis.hdel(clients, client_id)
 
 
-def _record(assignment: dict[str, Any], token: str) -> str:
-    """A registration as stored: its assignment and its token's digest."""
+def _record(assignment: dict[str, Any], token: str | None) -> str:
+    """A registration as stored: its assignment and its token's digest (none when open)."""
+    if token is None:
+        return json.dumps(assignment)
     return json.dumps({**assignment, TOKEN_DIGEST_FIELD: token_digest(token)})
 
 
-def _token_matches(stored: bytes | str, token: str) -> bool:
-    """Whether ``token`` is the one a stored registration was given (a registration from
-    before tokens has none, and matches no token)."""
+def _token_digest_of(stored: bytes | str) -> str | None:
+    """The token digest a stored registration holds; None for an open one."""
     try:
         digest = json.loads(stored).get(TOKEN_DIGEST_FIELD)
     except (ValueError, AttributeError):
-        return False
-    return isinstance(digest, str) and same_secret(token_digest(token), digest)
+        return None
+    return digest if isinstance(digest, str) else None

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from quart import Quart, Response
-from quart_schema import OpenAPIProvider, QuartSchema, document_response
+from quart_schema import OpenAPIProvider, QuartSchema, document_response, hide
 from werkzeug.exceptions import HTTPException
 
 from ..bodies import BodyLimits, TimedBodies, guarded
 from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
+from ..metrics import Metrics, ingest_families
 from ..openapi import with_reaction_paths
 from ..settings import Settings
 from ..web import error_parts
@@ -25,15 +26,24 @@ from .accept import Acceptor
 from .buffer import ReactionBuffer
 from .fastpath import ASGIApp, fast_ingest
 from .flusher import Flusher
+from .limits import RateLimiter
 
 
 def create_ingest_app(
-    settings: Settings, buffer: ReactionBuffer, flusher: Flusher, deadlines: Deadlines
+    settings: Settings,
+    buffer: ReactionBuffer,
+    flusher: Flusher,
+    deadlines: Deadlines,
+    limiter: RateLimiter | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
-    """The role's app; ``deadlines`` must be running (it cuts slow bodies)."""
-    acceptor = Acceptor(settings, buffer, flusher)
+    """The role's app; ``deadlines`` must be running (it cuts slow bodies). Its figures join
+    ``metrics``, the process's registry (a registry of its own when none is given)."""
+    acceptor = Acceptor(settings, buffer, flusher, limiter)
+    metrics = metrics or Metrics()
+    metrics.add(*ingest_families(acceptor, buffer, flusher))
     limits = BodyLimits.of(settings)
-    quart = guarded(create_quart_app(settings, buffer, flusher), limits)
+    quart = guarded(create_quart_app(settings, buffer, flusher, metrics), limits)
     bodies = TimedBodies(deadlines, settings.body_timeout_s)
     return fast_ingest(quart, acceptor, limits, bodies)
 
@@ -53,7 +63,9 @@ class IngestOpenAPI(OpenAPIProvider):
         return with_reaction_paths(super().schema())
 
 
-def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
+def create_quart_app(
+    settings: Settings, buffer: ReactionBuffer, flusher: Flusher, metrics: Metrics
+) -> Quart:
     app = Quart("emostream.ingest")
     # /openapi.json only: the documentation pages would load scripts from CDNs.
     QuartSchema(
@@ -80,6 +92,12 @@ def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flushe
             "held": buffer.held,
             "redis_available": flusher.redis_available,
         }
+
+    @app.get("/metrics")
+    @hide  # Prometheus text, not a JSON route
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, 200, content_type=content_type)
 
     @app.errorhandler(ApiError)
     async def on_api_error(error: ApiError) -> Response:

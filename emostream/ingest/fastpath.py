@@ -83,15 +83,16 @@ def fast_ingest(
             body = await bodies.read(receive, max_body_bytes)
             body_read = True
             if match is not None:
-                accepted = acceptor.reactions(match.group(1), content_type, body)
+                status, answer = acceptor.reactions(match.group(1), content_type, body)
             else:
-                accepted = acceptor.send_emoji(content_type, body)
+                status, answer = acceptor.send_emoji(content_type, body)
         except ApiError as error:
+            acceptor.refused[error.code] += 1
             if has_body and not body_read and is_http1(scope):
                 on_time = not isinstance(error, RequestTimeout)
                 return await answer_then_drain(send, receive, error, limits, on_time)
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
-        await _respond(send, 202, [JSON_HEADER, ANY_ORIGIN_RAW], b'{"accepted":%d}' % accepted)
+        await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
 
     return fast

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class Flusher:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self.reactions_written = 0
+        # For /metrics: flushes done and the seconds they took in all.
+        self.flushes = 0
+        self.flush_seconds = 0.0
         self.redis_available = True
 
     def poke(self) -> None:
@@ -65,6 +69,7 @@ class Flusher:
         """Take the buffer and write it, plus anything waiting for a retry; returns reactions
         written. Safe to call from several tasks: flushes run one at a time."""
         async with self._lock:
+            started_s = time.perf_counter()
             watermark = now_ms()
             for shard, events in self.buffer.take().items():
                 batch = Batch(uuid.uuid4().hex, self.producer_id, watermark, events)
@@ -76,6 +81,8 @@ class Flusher:
             )
             written = sum(results)
             self.redis_available = all(not unsent for unsent in self._unsent)
+            self.flushes += 1
+            self.flush_seconds += time.perf_counter() - started_s
             return written
 
     async def _flush_shard(self, shard: int, watermark: int) -> int:

@@ -149,6 +149,13 @@ export function connect(eventId, options = {}) {
       setState("live");
     });
     source.addEventListener("swarm", receive);
+    // The server no longer has the seq we resumed from (its Redis lost the history and
+    // numbers windows from 1 again): what follows is new, however low its seq.
+    source.addEventListener("reset", () => {
+      chain = chain.then(() => {
+        handle.lastSeq = null;
+      });
+    });
     source.addEventListener("error", () => {
       if (closed) return;
       awaitingCatchUp = true;
