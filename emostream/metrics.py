@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -55,9 +56,14 @@ class Family:
         return metric
 
 
-def single(read: Callable[[], float]) -> Callable[[], Iterable[Sample]]:
-    """A family with one unlabelled sample."""
-    return lambda: [((), read())]
+def counter(name: str, help_text: str, read: Callable[[], float]) -> Family:
+    """A family with one unlabelled sample that only grows."""
+    return Family(name, help_text, lambda: [((), read())], counter=True)
+
+
+def gauge(name: str, help_text: str, read: Callable[[], float]) -> Family:
+    """A family with one unlabelled sample that goes up and down."""
+    return Family(name, help_text, lambda: [((), read())])
 
 
 @dataclass(eq=False)  # the registry keys its collectors by identity
@@ -99,12 +105,12 @@ class Metrics(Collector):
 
 def ingest_families(acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher) -> list[Family]:
     limiter = acceptor.limiter
+    limits = [] if limiter is None else [c for c in (limiter.users, limiter.addresses) if c]
     return [
-        Family(
+        counter(
             "reactions_accepted_total",
             "Reactions answered 2xx and buffered for the next flush.",
-            single(lambda: acceptor.accepted),
-            counter=True,
+            lambda: acceptor.accepted,
         ),
         Family(
             "requests_rejected_total",
@@ -113,111 +119,94 @@ def ingest_families(acceptor: Acceptor, buffer: ReactionBuffer, flusher: Flusher
             labels=("code",),
             counter=True,
         ),
-        Family(
+        gauge(
             "buffer_held_reactions",
             "Accepted reactions not yet written to Redis (buffered or waiting for a retry).",
-            single(lambda: buffer.held),
+            lambda: buffer.held,
         ),
-        Family(
+        gauge(
             "buffer_capacity_reactions",
             "Reactions the buffer holds before ingest answers 503.",
-            single(lambda: buffer.capacity),
+            lambda: buffer.capacity,
         ),
-        Family(
-            "flushes_total",
-            "Flushes of the buffer to Redis.",
-            single(lambda: flusher.flushes),
-            counter=True,
-        ),
-        Family(
+        counter("flushes_total", "Flushes of the buffer to Redis.", lambda: flusher.flushes),
+        counter(
             "flush_seconds_total",
             "Seconds spent flushing, in all (divide by flushes_total for the mean).",
-            single(lambda: flusher.flush_seconds),
-            counter=True,
+            lambda: flusher.flush_seconds,
         ),
-        Family(
+        counter(
             "flushed_reactions_total",
             "Reactions written to the raw streams.",
-            single(lambda: flusher.reactions_written),
-            counter=True,
+            lambda: flusher.reactions_written,
         ),
         Family(
             "rate_limit_keys",
             "Keys counted by the rate limits in the current window, by kind.",
-            lambda: (
-                []
-                if limiter is None
-                else [((c.kind,), len(c.counts)) for c in (limiter.users, limiter.addresses) if c]
-            ),
+            lambda: [((c.kind,), len(c.counts)) for c in limits],
             labels=("kind",),
         ),
     ]
 
 
-def worker_families(worker: Worker) -> list[Family]:
-    def counted(name: str, help_text: str, attribute: str) -> Family:
-        return Family(name, help_text, single(lambda: getattr(worker, attribute)), counter=True)
+# (name, help, attribute of the worker holding the count)
+WORKER_COUNTERS = (
+    ("reactions_counted_total", "Reactions counted into windows.", "reactions"),
+    ("batches_counted_total", "Raw batches counted (each once).", "batches"),
+    ("reactions_late_total", "Reactions counted into a window after it closed.", "late"),
+    ("reactions_lost_total", "Reactions later than the revision horizon: never counted.", "lost"),
+    ("apply_failures_total", "Failed attempts to apply a raw entry.", "failed"),
+    ("dead_lettered_total", "Raw entries moved to a dead-letter stream.", "dead"),
+)
 
+
+def worker_families(worker: Worker) -> list[Family]:
     return [
-        counted("reactions_counted_total", "Reactions counted into windows.", "reactions"),
-        counted("batches_counted_total", "Raw batches counted (each once).", "batches"),
-        counted("reactions_late_total", "Reactions counted into a window after it closed.", "late"),
-        counted(
-            "reactions_lost_total",
-            "Reactions later than the revision horizon: never counted.",
-            "lost",
-        ),
-        counted("apply_failures_total", "Failed attempts to apply a raw entry.", "failed"),
-        counted("dead_lettered_total", "Raw entries moved to a dead-letter stream.", "dead"),
+        counter(name, help_text, partial(getattr, worker, attribute))
+        for name, help_text, attribute in WORKER_COUNTERS
     ]
 
 
 def delivery_families(hub: Hub, pacer: CollectionPacer | None) -> list[Family]:
     families = [
-        Family("sse_clients", "Connected SSE clients.", single(lambda: hub.connections)),
-        Family(
+        gauge("sse_clients", "Connected SSE clients.", lambda: hub.connections),
+        counter(
             "windows_received_total",
             "Windows (and revisions) received on the subscription.",
-            single(lambda: hub.windows_received),
-            counter=True,
+            lambda: hub.windows_received,
         ),
-        Family(
+        counter(
             "windows_filled_total",
             "Windows read from history to fill a gap.",
-            single(lambda: hub.windows_filled),
-            counter=True,
+            lambda: hub.windows_filled,
         ),
-        Family(
+        counter(
             "frames_dropped_total",
             "Frames slow clients never received: a newer window pushed them out.",
-            single(lambda: hub.frames_dropped),
-            counter=True,
+            lambda: hub.frames_dropped,
         ),
-        Family(
+        counter(
             "pubsub_resubscribes_total",
             "Subscriptions made again after a fault or silence.",
-            single(lambda: max(hub.subscriptions - 1, 0)),
-            counter=True,
+            lambda: max(hub.subscriptions - 1, 0),
         ),
     ]
     if pacer is not None:
         families += [
-            Family(
+            counter(
                 "gc_full_collections_total",
                 "Full collections run between windows.",
-                single(lambda: pacer.collections),
-                counter=True,
+                lambda: pacer.collections,
             ),
-            Family(
+            counter(
                 "gc_pause_seconds_total",
                 "Seconds delivery stood still in full collections, in all.",
-                single(lambda: pacer.total_ms / 1000),
-                counter=True,
+                lambda: pacer.total_ms / 1000,
             ),
-            Family(
+            gauge(
                 "gc_pause_max_seconds",
                 "The longest full collection so far.",
-                single(lambda: pacer.longest_ms / 1000),
+                lambda: pacer.longest_ms / 1000,
             ),
         ]
     return families
