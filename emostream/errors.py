@@ -64,6 +64,27 @@ class MalformedBody(ApiError, ValueError):
     status, code = 400, "malformed"
 
 
+class Unauthorized(ApiError):
+    """401: the call needs ``Authorization: Bearer <token>``, and had none or a wrong one."""
+
+    status, code = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="emostream"'}
+
+
+class Forbidden(ApiError):
+    """403: a token was given, but it is not the one this resource was given out with."""
+
+    status, code = 403, "forbidden"
+
+
+class Conflict(ApiError):
+    """409: the resource exists, and the request may not replace it."""
+
+    status, code = 409, "conflict"
+
+
 class NotFound(ApiError, LookupError):
     """404: no such path, or nothing registered under the id."""
 
@@ -103,6 +124,16 @@ class TooManyReactions(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
+
+
+class HeadersTooLarge(ApiError):
+    """431: the request line and headers are over the byte limit; the server refuses them
+    before any app sees the request."""
+
+    status, code = 431, "headers_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request headers are larger than {limit} bytes")
 
 
 class InvalidField(ApiError, ValueError):

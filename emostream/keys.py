@@ -114,6 +114,12 @@ def worker_heartbeat(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}"
 
 
+# Sorted set: worker id -> ms of its last heartbeat, written with each heartbeat. The stats
+# find the workers here instead of scanning the keyspace for their heartbeat keys, and drop
+# the members whose heartbeat key has expired.
+LIVE_WORKERS = f"{PREFIX}:workers"
+
+
 def failures(shard: int) -> str:
     """Hash: raw entry id -> why its last processing attempt failed (for the dead letter)."""
     return f"{_tag(shard)}:failures"

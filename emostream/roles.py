@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from .aggregate.worker import Worker
 from .connection import connect_for
+from .deadlines import Deadlines
 from .deliver.app import create_delivery_app
 from .deliver.collector import CollectionPacer
 from .deliver.hub import Hub
@@ -83,9 +84,13 @@ async def ingest_running(
     limiter = rate_limiter(settings)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
+    deadlines = Deadlines()
     try:
-        async with running("rate-limits", partial(limiter.run, redis, settings)):
-            yield create_ingest_app(settings, buffer, flusher, limiter, metrics)
+        async with (
+            running("rate-limits", partial(limiter.run, redis, settings)),
+            running("body deadlines", deadlines.run),
+        ):
+            yield create_ingest_app(settings, buffer, flusher, deadlines, limiter, metrics)
     finally:
         await flusher.stop()
         await task
@@ -189,7 +194,7 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         own_client(settings) as ingest_redis,
         ingest_running(ingest_redis, settings, metrics) as ingest_app,
     ):
-        delivery_app = create_delivery_app(settings, hub, registry, metrics)
+        delivery_app = create_delivery_app(settings, hub, registry, metrics, with_reactions=True)
         await serve_until(
             combine(ingest_app, delivery_app), settings, stop, hub.close, client_sockets(settings)
         )

@@ -151,6 +151,26 @@ class Settings:
     # loaded 2-core machine, the last ones waiting about that long, hence 10 s.
     redis_max_connections: int = at_least(1, 100)
     redis_pool_timeout_ms: int = at_least(1, 10_000)
+    # -- Safe in public: HTTP limits of every role on either server software, the operator
+    # token and client registration (README, "Safe in public").
+    # A request head (request line and headers) larger than this is refused with 431.
+    max_header_bytes: int = at_least(1024, 16 * 1024)
+    # A request head must be complete this long after its first byte (or after the
+    # connection opened): a slow head is cut, so idle sockets cannot pile up.
+    header_timeout_s: float = above(0, 10.0)
+    # A request body must be complete this long after its head, else 408.
+    body_timeout_s: float = above(0, 30.0)
+    # A keep-alive connection idle this long between requests is closed.
+    idle_timeout_s: float = above(0, 30.0)
+    # A body answered before it was read (413, 405, ...) is read and dropped up to this many
+    # bytes before the connection closes: a client that sends its whole body before reading
+    # (Python's urllib) then reads the answer instead of a connection reset.
+    drain_max_bytes: int = at_least(0, 8 * 1024 * 1024)
+    # When set, /v1/stats (and the dashboard) need `Authorization: Bearer <admin_token>`.
+    admin_token: str = field(default="", repr=False)
+    # Client registrations per client address: a token bucket refilled at this rate.
+    registration_rate_per_s: float = above(0, 2.0)
+    registration_burst: int = at_least(1, 20)
 
     @property
     def window_ms(self) -> int:

@@ -143,6 +143,7 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
     ("GET", "/nowhere", {}, b"", 404, "not_found", None),
     ("GET", "/v1/events/errors/windows?after=-1", {}, b"", 422, "invalid_field", "after"),
     ("GET", "/v1/events/errors/windows?limit=abc", {}, b"", 422, "invalid_field", "limit"),
+    ("GET", "/v1/events/errors/windows?limit=", {}, b"", 422, "invalid_field", "limit"),
     ("GET", "/v1/events/bad!id/windows", {}, b"", 422, "invalid_field", "event_id"),
     (
         "GET",

@@ -133,8 +133,13 @@ def test_register_and_unregister_round_trip(up: Process) -> None:
     # The same registry as the subscribers API, either way round, for any event.
     post_like_requests(f"{up.url}/register", {"user_id": "viewer-9", "event_id": "final"})
     assert httpx.delete(f"{up.url}/v1/events/final/subscribers/viewer-9").status_code == 204
-    httpx.post(f"{up.url}/v1/events/final/subscribers", json={"client_id": "viewer-10"})
-    left = post_like_requests(f"{up.url}/unregister", {"user_id": "viewer-10", "event_id": "final"})
+    # A registration made through the subscribers API keeps its token: /unregister needs it.
+    made = httpx.post(f"{up.url}/v1/events/final/subscribers", json={"client_id": "viewer-10"})
+    leave = {"user_id": "viewer-10", "event_id": "final"}
+    refused = post_like_requests(f"{up.url}/unregister", leave)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    bearer = {"Authorization": f"Bearer {made.json()['token']}"}
+    left = httpx.post(f"{up.url}/unregister", json=leave, headers=bearer)
     assert left.status_code == 200
 
 
@@ -157,6 +162,24 @@ def test_bad_registrations_get_the_one_error_shape(
     assert response.json()["error"]["field"] == field
 
 
-def test_a_group_without_a_live_node_is_a_503(up: Process) -> None:
+def test_a_group_no_node_joined_is_refused_as_the_clients_mistake(up: Process) -> None:
+    """No 5xx for what a client sent: a group no node ever joined is a 422 (a known group
+    whose nodes are all gone is a 503, tests/test_operator_access.py)."""
     response = post_like_requests(f"{up.url}/register", {"user_id": 1, "group_id": "group_2"})
-    assert response.status_code == 503 and response.json()["error"]["code"] == "no_live_node"
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("unknown_cluster", "group_id")
+
+
+def test_a_seed_registration_is_open_and_cannot_take_over_a_held_id(up: Process) -> None:
+    """The seed's protocol has no token: what /register made anyone may make again or
+    remove, as in the seed; an id held through the subscribers API stays its holder's."""
+    first = post_like_requests(f"{up.url}/register", {"user_id": "seed-7"})
+    again = post_like_requests(f"{up.url}/register", {"user_id": "seed-7"})
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert "token" not in again.json()
+    held = httpx.post(f"{up.url}/v1/events/live/subscribers", json={"client_id": "held-7"})
+    assert held.status_code == 201
+    taken = post_like_requests(f"{up.url}/register", {"user_id": "held-7"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "client_id_taken"
+    assert httpx.delete(f"{up.url}/v1/events/live/subscribers/seed-7").status_code == 204

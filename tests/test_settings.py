@@ -38,6 +38,9 @@ def test_environment_is_cast_and_overrides_win() -> None:
         ("EMOSTREAM_PORT", "70000"),
         ("EMOSTREAM_SEND_TIMEOUT_S", "0"),
         ("EMOSTREAM_SERVER", "gunicorn"),
+        ("EMOSTREAM_MAX_HEADER_BYTES", "100"),
+        ("EMOSTREAM_BODY_TIMEOUT_S", "0"),
+        ("EMOSTREAM_REGISTRATION_BURST", "0"),
     ],
 )
 def test_bad_values_fail_loudly_naming_the_variable(name: str, value: str) -> None:

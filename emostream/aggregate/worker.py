@@ -28,7 +28,7 @@ from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
 from .consumers import DEAD_AFTER_CLAIM_INTERVALS, forget_dead_consumers
-from .heartbeat import Heartbeat
+from .heartbeat import Heartbeat, forget_worker, record_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +282,9 @@ class Worker:
             lost=self.lost,
             failed=self.failed,
         )
-        await self.redis.set(
-            keys.worker_heartbeat(self.worker_id),
-            beat.encode(),
-            px=self.settings.worker_heartbeat_ttl_ms,
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        record_heartbeat(pipe, beat, self.settings.worker_heartbeat_ttl_ms)
+        await pipe.execute()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, claim, close windows and beat until ``stop`` is set."""
@@ -319,7 +317,9 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
         try:
-            await self.redis.delete(keys.worker_heartbeat(self.worker_id))
+            pipe = self.redis.pipeline(transaction=False)
+            forget_worker(pipe, self.worker_id)
+            await pipe.execute()
         except (RedisError, OSError):
             pass
 

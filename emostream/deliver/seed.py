@@ -5,19 +5,24 @@ Earlier EmoStream clients register with ``POST /register`` and leave with
 failure. Here ``user_id`` is the client id, ``group_id`` the cluster (default: the answering
 node's) and the optional ``event_id`` the event (default ``live``). Both are thin calls into
 the same ``Registry`` as ``POST /v1/events/{event_id}/subscribers`` and ``DELETE
-.../subscribers/{client_id}``; only the names and the 200 differ.
+.../subscribers/{client_id}``; only the names and the 200 differ. The seed's protocol has no
+token, so a registration made here is an open one (registry.py); one made through the
+subscribers API keeps its token, which ``/unregister`` then needs as a Bearer header.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..auth import bearer_token
+from ..bodies import read_body
 from ..contract import (
     CLIENT_ID,
     CLIENT_ID_RULE,
@@ -27,7 +32,7 @@ from ..contract import (
     validate_event_id,
     whole_number_as_text,
 )
-from ..errors import BodyTooLarge, InvalidField, MalformedBody, NotFound
+from ..errors import InvalidField, MalformedBody
 from ..settings import Settings
 from ..web import redis_or_503
 from .registry import Registry
@@ -37,16 +42,30 @@ UNREGISTER_PATH = "/unregister"
 SEED_BODY_MAX = 4096
 
 
-def seed_routes(settings: Settings, nodes: Registry) -> list[Route]:
+def seed_routes(
+    settings: Settings, nodes: Registry, admit: Callable[[Request], None]
+) -> list[Route]:
+    """The two aliases; ``admit`` limits registrations per client address, as on the
+    subscribers API."""
+
     async def register(request: Request) -> Response:
         """``{"user_id", "group_id"?, "event_id"?}`` -> 200 with the assignment: where to
         listen (``stream_url``), as the subscribers API answers it."""
+        admit(request)
         payload = await _json_object(request)
         client_id = _seed_id(payload, "user_id", CLIENT_ID, CLIENT_ID_RULE)
         cluster = _seed_id(payload, "group_id", CLUSTER_NAME, CLUSTER_NAME_RULE, settings.cluster)
         event_id = validate_event_id(_given(payload, "event_id", DEFAULT_EVENT))
-        with redis_or_503("registry"):
-            assignment = await nodes.assign(event_id, client_id, cluster)
+        token = bearer_token(request.headers.get("authorization"))
+        try:
+            with redis_or_503("registry"):
+                assignment = await nodes.assign(
+                    event_id, client_id, cluster, token, open_registration=True
+                )
+        except InvalidField as error:
+            if error.field != "cluster":
+                raise
+            raise InvalidField("group_id", error.message, error.code) from None
         return JSONResponse({**assignment, "user_id": client_id, "group_id": cluster})
 
     async def unregister(request: Request) -> Response:
@@ -54,10 +73,9 @@ def seed_routes(settings: Settings, nodes: Registry) -> list[Route]:
         payload = await _json_object(request)
         client_id = _seed_id(payload, "user_id", CLIENT_ID, CLIENT_ID_RULE)
         event_id = validate_event_id(_given(payload, "event_id", DEFAULT_EVENT))
+        token = bearer_token(request.headers.get("authorization"))
         with redis_or_503("registry"):
-            removed = await nodes.unregister(event_id, client_id)
-        if not removed:
-            raise NotFound(f"no client {client_id!r} registered for {event_id}")
+            await nodes.unregister(event_id, client_id, token)
         return JSONResponse({"user_id": client_id, "event_id": event_id, "unregistered": True})
 
     return [
@@ -67,13 +85,13 @@ def seed_routes(settings: Settings, nodes: Registry) -> list[Route]:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > SEED_BODY_MAX:
-        raise BodyTooLarge(SEED_BODY_MAX)
+    body = await read_body(request.receive, SEED_BODY_MAX)  # capped while read
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedBody("body is not valid JSON") from None
+    except RecursionError:  # json's C decoder recurses once per level of nesting
+        raise MalformedBody("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise MalformedBody("body must be a JSON object")
     return payload

@@ -9,13 +9,17 @@ buffered, and refused whole (503) when the buffer has no room for all of it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from quart import Quart, Response
+from quart_schema import OpenAPIProvider, QuartSchema, document_response, hide
 from werkzeug.exceptions import HTTPException
 
+from ..bodies import BodyLimits, TimedBodies, guarded
+from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
 from ..metrics import Metrics, ingest_families
+from ..openapi import with_reaction_paths
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -29,28 +33,61 @@ def create_ingest_app(
     settings: Settings,
     buffer: ReactionBuffer,
     flusher: Flusher,
+    deadlines: Deadlines,
     limiter: RateLimiter | None = None,
     metrics: Metrics | None = None,
 ) -> ASGIApp:
-    """The role's app; its figures join ``metrics``, the process's registry (a registry of
-    its own when none is given)."""
+    """The role's app; ``deadlines`` must be running (it cuts slow bodies). Its figures join
+    ``metrics``, the process's registry (a registry of its own when none is given)."""
     acceptor = Acceptor(settings, buffer, flusher, limiter)
     metrics = metrics or Metrics()
     metrics.add(*ingest_families(acceptor, buffer, flusher))
-    quart = create_quart_app(settings, buffer, flusher, metrics)
-    return fast_ingest(quart, acceptor, settings.max_body_bytes)
+    limits = BodyLimits.of(settings)
+    quart = guarded(create_quart_app(settings, buffer, flusher, metrics), limits)
+    bodies = TimedBodies(deadlines, settings.body_timeout_s)
+    return fast_ingest(quart, acceptor, limits, bodies)
+
+
+class IngestHealth(TypedDict):
+    role: str
+    producer: str
+    held: int
+    redis_available: bool
+    # Active events as this process counts them against EMOSTREAM_MAX_ACTIVE_EVENTS.
+    events_known: int
+
+
+class IngestOpenAPI(OpenAPIProvider):
+    """quart-schema's document of the Quart routes, plus the fast path's operations, which
+    never reach Quart (openapi.py writes them)."""
+
+    def schema(self) -> dict[str, Any]:
+        return with_reaction_paths(super().schema())
 
 
 def create_quart_app(
     settings: Settings, buffer: ReactionBuffer, flusher: Flusher, metrics: Metrics
 ) -> Quart:
     app = Quart("emostream.ingest")
+    # /openapi.json only: the documentation pages would load scripts from CDNs.
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info={"title": "emostream ingest", "version": "1"},
+        conversion_preference="msgspec",
+        openapi_provider_class=IngestOpenAPI,
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    # Ingest answers in microseconds; a request that takes longer than this is stuck.
-    app.config["BODY_TIMEOUT"] = 30
+    # The body limits are the guard's (bodies.py); Quart's own apply the same numbers.
+    app.config["BODY_TIMEOUT"] = settings.body_timeout_s
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    @document_response(IngestHealth)
+    async def healthz() -> IngestHealth:
+        """Health of this ingest process"""
         return {
             "role": "ingest",
             "producer": flusher.producer_id,
@@ -60,6 +97,7 @@ def create_quart_app(
         }
 
     @app.get("/metrics")
+    @hide  # Prometheus text, not a JSON route
     async def prometheus() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, 200, content_type=content_type)

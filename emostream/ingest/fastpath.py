@@ -12,7 +12,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import ApiError, BodyTooLarge, MalformedBody, MethodNotAllowed
+from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
+from ..errors import ApiError, BodyTooLarge, MethodNotAllowed, RequestTimeout
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
 
@@ -27,26 +28,12 @@ PREFLIGHT_HEADERS = [
     (b"access-control-allow-headers", b"content-type"),
     (b"access-control-max-age", b"86400"),
 ]
+# A Content-Length longer than this is not a number we read: it is over any body limit.
+LENGTH_DIGITS_MAX = 18
 
 
 def is_reaction_path(path: str) -> bool:
     return path == SEND_EMOJI_PATH or REACTIONS_PATH.fullmatch(path) is not None
-
-
-async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise MalformedBody("the client went away mid-body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -55,7 +42,14 @@ async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIApp:
+def fast_ingest(
+    app: ASGIApp, acceptor: Acceptor, limits: BodyLimits, bodies: TimedBodies
+) -> ASGIApp:
+    """The reaction POSTs in front of ``app``. A body is read with the byte cap and the body
+    timeout (413, 408); a refusal given before the body was read is drained first
+    (bodies.py says why), so any client reads it."""
+    max_body_bytes = limits.max_body_bytes
+
     async def fast(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
@@ -68,23 +62,35 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         content_type: str | None = None
         declared_length = 0
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                declared_length = int(value)
+            elif name == b"content-length":
+                digits = value.strip()
+                if digits.isdigit():
+                    too_long = len(digits) > LENGTH_DIGITS_MAX
+                    declared_length = max_body_bytes + 1 if too_long else int(digits)
+                has_body = declared_length > 0
+            elif name == b"transfer-encoding":
+                has_body = True
+        body_read = False
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
             if declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
-            body = await _read_body(receive, max_body_bytes)
+            body = await bodies.read(receive, max_body_bytes)
+            body_read = True
             if match is not None:
                 status, answer = acceptor.reactions(match.group(1), content_type, body)
             else:
                 status, answer = acceptor.send_emoji(content_type, body)
         except ApiError as error:
             acceptor.refused[error.code] += 1
+            if has_body and not body_read and is_http1(scope):
+                on_time = not isinstance(error, RequestTimeout)
+                return await answer_then_drain(send, receive, error, limits, on_time)
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
         await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)

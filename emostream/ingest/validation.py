@@ -107,6 +107,8 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedBody(f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # json's C decoder recurses once per level of nesting
+            raise MalformedBody("body is nested too deeply") from None
     if kind in MSGPACK_TYPES:
         try:
             return msgpack.unpackb(body, raw=False)
