@@ -167,9 +167,42 @@ WORKER_COUNTERS = (
 
 
 def worker_families(worker: Worker) -> list[Family]:
+    closer = worker.closer
+
+    def per_shard(figure: str) -> Callable[[], Iterable[Sample]]:
+        return lambda: [
+            ((str(shard),), figures[figure])
+            for shard, figures in sorted(closer.backlog.items())
+            if figures[figure] is not None
+        ]
+
     return [
-        counter(name, help_text, partial(getattr, worker, attribute))
-        for name, help_text, attribute in WORKER_COUNTERS
+        *(
+            counter(name, help_text, partial(getattr, worker, attribute))
+            for name, help_text, attribute in WORKER_COUNTERS
+        ),
+        counter(
+            "windows_closed_total",
+            "Windows this worker closed and published.",
+            lambda: closer.closed,
+        ),
+        counter(
+            "windows_revised_total",
+            "Closed windows this worker published again with late reactions.",
+            lambda: closer.revised,
+        ),
+        Family(
+            "raw_lag_entries",
+            "Raw-stream entries not yet read by the aggregators group, per shard.",
+            per_shard("lag"),
+            labels=("shard",),
+        ),
+        Family(
+            "raw_pending_entries",
+            "Raw-stream entries read but not yet acknowledged, per shard.",
+            per_shard("pending"),
+            labels=("shard",),
+        ),
     ]
 
 

@@ -26,7 +26,7 @@ from .clock import now_ms
 from .deliver.hub import Hub
 from .deliver.registry import live_nodes
 from .settings import Settings
-from .streams import find_group
+from .streams import group_stats
 from .windows import producer_is_live
 
 # The dashboard lists the most recently active events of each shard, not all of them.
@@ -85,19 +85,6 @@ class RateMeter:
         if at_s - first_s <= 0:
             return None
         return (value - first) / (at_s - first_s)
-
-
-def group_stats(groups: Any) -> dict[str, Any]:
-    """Pending, lag and consumers of the aggregators group from XINFO GROUPS."""
-    group = find_group(groups or [], keys.AGGREGATORS_GROUP)
-    if group is None:
-        return {"pending": 0, "lag": None, "consumers": 0}
-    return {
-        "pending": int(group.get("pending") or 0),
-        # Redis 7 reports lag; None when it cannot tell (e.g. after XDEL).
-        "lag": None if group.get("lag") is None else int(group["lag"]),
-        "consumers": int(group.get("consumers") or 0),
-    }
 
 
 def producer_stats(

@@ -7,6 +7,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .keys import AGGREGATORS_GROUP
+
 StreamId = tuple[int, int]
 
 
@@ -24,6 +26,19 @@ def find_group(groups: list[dict[str, Any]], name: str | bytes) -> dict[str, Any
         if (found.decode() if isinstance(found, bytes) else found) == wanted:
             return group
     return None
+
+
+def group_stats(groups: Any) -> dict[str, Any]:
+    """Pending, lag and consumers of the aggregators group from XINFO GROUPS."""
+    group = find_group(groups or [], AGGREGATORS_GROUP)
+    if group is None:
+        return {"pending": 0, "lag": None, "consumers": 0}
+    return {
+        "pending": int(group.get("pending") or 0),
+        # Redis 7 reports lag; None when it cannot tell (e.g. after XDEL).
+        "lag": None if group.get("lag") is None else int(group["lag"]),
+        "consumers": int(group.get("consumers") or 0),
+    }
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

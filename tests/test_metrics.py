@@ -101,7 +101,11 @@ async def test_counters_move_by_what_was_sent_and_refused(
         )
         assert moved_by == count, code
     assert value(after, "buffer_capacity_reactions") > 0
-    assert value(scrape(worker_metrics), "dead_lettered_total") == 0
+    worker = scrape(worker_metrics)
+    assert value(worker, "dead_lettered_total") == 0
+    assert value(worker, "windows_closed_total") > value(before[1], "windows_closed_total")
+    shard_figures = [k for k in worker if k[0] == "emostream_raw_pending_entries"]
+    assert shard_figures, "pending entries are reported per shard"
 
 
 def _answers(url: str) -> bool:

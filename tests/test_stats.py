@@ -22,9 +22,9 @@ from emostream.stats import (
     RateMeter,
     StatsReader,
     WorkerRates,
-    group_stats,
     producer_stats,
 )
+from emostream.streams import group_stats
 
 from .helpers import eventually, make_ingest, reactions
 

@@ -30,7 +30,7 @@ from .. import keys
 from ..clock import now_ms
 from ..scripts import Scripts
 from ..settings import Settings
-from ..streams import StreamId, ensure_group, find_group, parse_id
+from ..streams import StreamId, ensure_group, find_group, group_stats, parse_id
 from ..windows import due_windows, producer_is_live, window_start
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ class WindowCloser:
         ]
         self._safe_ms = [0] * settings.shards
         self._closed_through = [0] * settings.shards
+        # For /metrics: windows published first and as revisions, and each shard's
+        # consumer-group figures (lag, pending, consumers) at its last tick.
+        self.closed = 0
+        self.revised = 0
+        self.backlog: dict[int, dict[str, Any]] = {}
 
     async def safe_watermark(self, shard: int, now: int) -> int:
         """Windows of this shard ending at or before the returned ms are complete."""
@@ -110,6 +115,7 @@ class WindowCloser:
         if dead:
             await self.redis.hdel(keys.producers(shard), *dead)
             log.warning("producers %s timed out on shard %d", dead, shard)
+        self.backlog[shard] = group_stats(groups)
         snapshots = self._snapshots[shard]
         snapshots.append((parse_id(stream["last-generated-id"]), lowest))
         through = processed_through(groups, pending)
@@ -125,7 +131,9 @@ class WindowCloser:
         published = 0
         window_ms = self.settings.window_ms
         for shard in range(self.settings.shards):
-            published += await self.revise(shard)
+            revised = await self.revise(shard)
+            self.revised += revised
+            published += revised
             safe = max(
                 await self.safe_watermark(shard, now), now - self.settings.close_max_delay_ms
             )
@@ -134,6 +142,7 @@ class WindowCloser:
             if boundary <= self._closed_through[shard]:
                 continue
             closed, caught_up = await self.close_due(shard, safe)
+            self.closed += closed
             published += closed
             if caught_up:
                 self._closed_through[shard] = boundary
