@@ -4,11 +4,13 @@ Starlette): the error response, the CORS header and the mapping of a Redis fault
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from .errors import ApiError, Unavailable
+from .errors import ApiError, MalformedBody, Unavailable
 
 JSON_TYPE = "application/json"
 # Any page may read the streams and history and send reactions (emostream.js embedded on
@@ -28,6 +30,19 @@ def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
     ]
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, or a 400 saying why it is not."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedBody("body is not valid JSON") from None
+    except RecursionError:  # json's C decoder recurses once per level of nesting
+        raise MalformedBody("body is nested too deeply") from None
+    if not isinstance(payload, dict):
+        raise MalformedBody("body must be a JSON object")
+    return payload
 
 
 @contextlib.contextmanager

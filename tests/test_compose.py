@@ -64,3 +64,24 @@ def test_prometheus_scrapes_each_role_where_it_serves_metrics() -> None:
         (discovery,) = jobs[role]["dns_sd_configs"]
         assert discovery == {"names": [role], "type": "A", "port": port}
     assert load("grafana/datasources.yaml")["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_roles_serve() -> None:
+    """Every series a panel queries is one that emostream/metrics.py declares, and Grafana is
+    given both the dashboard and the data source its panels name."""
+    import json
+
+    dashboard = json.loads((DOCKER / "grafana" / "emostream-dashboard.json").read_text())
+    declared = (DOCKER.parent / "emostream" / "metrics.py").read_text()
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"emostream_(\w+)", target["expr"])
+    }
+    assert len(queried) >= 10
+    assert sorted(n for n in queried if f'"{n}"' not in declared) == []
+    sources = {source["uid"] for source in load("grafana/datasources.yaml")["datasources"]}
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} <= sources
+    grafana = " ".join(load("compose.yaml")["services"]["grafana"]["volumes"])
+    assert "emostream-dashboard.json" in grafana and "dashboards.yaml" in grafana

@@ -102,3 +102,33 @@ async def test_two_ingest_processes_share_one_users_limit(processes: ProcessFact
         f"flood accepted {accepted['flood']} of {accepted['flood'] + refused['flood']}, "
         f"one bucket allows {allowed:.0f}: {accepted['flood'] / allowed:.2f}x"
     )
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+async def test_an_address_past_its_limit_gets_429_and_trusted_proxies_name_it(
+    processes: ProcessFactory,
+) -> None:
+    """Requests a second per client address, the address taken from X-Forwarded-For because
+    loopback is configured as a trusted proxy: one flooding address is refused, another
+    behind the same proxy is not."""
+    env = {
+        "EMOSTREAM_IP_RATE": "5",
+        "EMOSTREAM_IP_BURST": "10",
+        "EMOSTREAM_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    (ingest,) = processes.start_many([("ingest", env)])
+    url = f"{ingest.url}/v1/events/addresses/reactions"
+    body = {"user_id": "u1", "emoji": "🔥"}
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        flood = [
+            await client.post(url, json=body, headers={"X-Forwarded-For": "203.0.113.9"})
+            for _ in range(30)
+        ]
+        other = await client.post(url, json=body, headers={"X-Forwarded-For": "198.51.100.7"})
+    statuses = [r.status_code for r in flood]
+    assert statuses.count(202) <= 20 and 429 in statuses, statuses
+    refused = next(r for r in flood if r.status_code == 429)
+    assert refused.json()["error"]["field"] == "client address"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert other.status_code == 202

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -22,7 +21,6 @@ from ..contract import validate_client_id, validate_cluster, validate_event_id
 from ..errors import (
     ApiError,
     InvalidField,
-    MalformedBody,
     RateLimited,
     from_http_status,
 )
@@ -30,7 +28,7 @@ from ..metrics import Metrics, delivery_families
 from ..openapi import delivery_document
 from ..settings import Settings
 from ..stats import StatsReader
-from ..web import ANY_ORIGIN, error_parts, redis_or_503
+from ..web import ANY_ORIGIN, error_parts, json_object, redis_or_503
 from .admission import AddressBuckets
 from .frames import parse_last_event_id, reset_frame
 from .hub import Hub
@@ -63,16 +61,7 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
 
 def _subscriber_request(body: bytes, default_cluster: str) -> tuple[str, str]:
     """(client_id, cluster) from an optional JSON object ``{"client_id"?, "cluster"?}``."""
-    payload: Any = {}
-    if body.strip():
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedBody("body is not valid JSON") from None
-        except RecursionError:  # json's C decoder recurses once per level of nesting
-            raise MalformedBody("body is nested too deeply") from None
-        if not isinstance(payload, dict):
-            raise MalformedBody("body must be a JSON object")
+    payload: Any = json_object(body) if body.strip() else {}
     client_id = payload.get("client_id")
     if client_id is None:
         client_id = secrets.token_hex(12)

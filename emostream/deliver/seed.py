@@ -12,7 +12,6 @@ subscribers API keeps its token, which ``/unregister`` then needs as a Bearer he
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -32,9 +31,9 @@ from ..contract import (
     validate_event_id,
     whole_number_as_text,
 )
-from ..errors import InvalidField, MalformedBody
+from ..errors import InvalidField
 from ..settings import Settings
-from ..web import redis_or_503
+from ..web import json_object, redis_or_503
 from .registry import Registry
 
 REGISTER_PATH = "/register"
@@ -85,16 +84,7 @@ def seed_routes(
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    body = await read_body(request.receive, SEED_BODY_MAX)  # capped while read
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedBody("body is not valid JSON") from None
-    except RecursionError:  # json's C decoder recurses once per level of nesting
-        raise MalformedBody("body is nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise MalformedBody("body must be a JSON object")
-    return payload
+    return json_object(await read_body(request.receive, SEED_BODY_MAX))  # capped while read
 
 
 def _seed_id(

@@ -41,6 +41,13 @@ class Acceptor:
             if normalized is not None
         )
 
+    def admit_client(self, peer: tuple[str, int] | None, forwarded_for: str | None) -> None:
+        """Count a request against its client address's limit (429 past it), the address
+        taken from X-Forwarded-For only when the peer is a trusted proxy."""
+        limiter = self.limiter
+        if limiter is not None and limiter.addresses is not None and peer is not None:
+            limiter.check_address(limiter.proxies.client(peer[0], forwarded_for))
+
     def accept(self, event_id: str, reactions: ReactionColumns) -> int:
         """Buffer every one of the validated reactions or none (404, 429, 503); returns how
         many."""

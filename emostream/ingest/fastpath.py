@@ -61,11 +61,14 @@ def fast_ingest(
         if method == "OPTIONS":  # a CORS preflight from another origin's page
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         content_type: str | None = None
+        forwarded_for: str | None = None
         declared_length = 0
         has_body = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
             elif name == b"content-length":
                 digits = value.strip()
                 if digits.isdigit():
@@ -78,6 +81,7 @@ def fast_ingest(
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
+            acceptor.admit_client(scope.get("client"), forwarded_for)
             if declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
             body = await bodies.read(receive, max_body_bytes)

@@ -1,0 +1,187 @@
+"""The schemas of the OpenAPI documents (emostream/openapi.py): the window, reaction, error and
+registration objects of ../shared/DESIGN.md, as strict as the code that answers with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, USER_ID_RULE
+
+OPENAPI_VERSION = "3.1.0"
+
+REACTION_MEDIA_TYPES = ("application/json", "application/msgpack")
+EVENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+USER_ID_PATTERN = "^[A-Za-z0-9_.:@-]{1,64}$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "The one error shape of every route.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "description": "stable machine code"},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"], "description": "the offending field"},
+                },
+            }
+        },
+    },
+    "ClientTime": {
+        "description": "Client time, kept for analytics only: RFC 3339 with a time zone, or "
+        "Unix seconds.",
+        "oneOf": [
+            {"type": "string", "format": "date-time", "maxLength": 40},
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+            {"type": "null"},
+        ],
+    },
+    "Reaction": {
+        "type": "object",
+        "required": ["user_id", "emoji"],
+        "properties": {
+            "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": USER_ID_RULE},
+            "emoji": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 32,
+                "description": "exactly one emoji (one grapheme cluster)",
+            },
+            "ts": _ref("ClientTime"),
+        },
+    },
+    "SeedReaction": {
+        "type": "object",
+        "description": "The payload earlier EmoStream clients send.",
+        "required": ["user_id", "emoji_type"],
+        "properties": {
+            "user_id": {"type": "string", "pattern": USER_ID_PATTERN},
+            "emoji_type": {"type": "string", "minLength": 1, "maxLength": 32},
+            "timestamp": _ref("ClientTime"),
+            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["accepted"],
+        "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 500}},
+    },
+    "TopEmoji": {
+        "type": "object",
+        "required": ["emoji", "count", "swarm"],
+        "properties": {
+            "emoji": {"type": "string"},
+            "count": {"type": "integer", "minimum": 1},
+            "swarm": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Window": {
+        "type": "object",
+        "required": [
+            "v",
+            "event_id",
+            "seq",
+            "window_start_ms",
+            "window_end_ms",
+            "total",
+            "unique_users",
+            "top",
+        ],
+        "properties": {
+            "v": {"const": CONTRACT_VERSION},
+            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "seq": {"type": "integer", "minimum": 1},
+            "window_start_ms": {"type": "integer"},
+            "window_end_ms": {"type": "integer"},
+            "total": {"type": "integer", "minimum": 0},
+            "unique_users": {"type": "integer", "minimum": 0},
+            "top": {"type": "array", "items": _ref("TopEmoji")},
+            "revision": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Registration": {
+        "type": "object",
+        "properties": {
+            "client_id": {
+                "type": "string",
+                "pattern": USER_ID_PATTERN,
+                "description": CLIENT_ID_RULE + "; generated when absent",
+            },
+            "cluster": {
+                "type": "string",
+                "pattern": EVENT_ID_PATTERN,
+                "description": "defaults to the answering node's cluster",
+            },
+        },
+    },
+    "Assignment": {
+        "type": "object",
+        "required": ["client_id", "event_id", "cluster", "node", "stream_url", "token"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "cluster": {"type": "string"},
+            "node": {"type": "string"},
+            "stream_url": {"type": "string"},
+            "token": {
+                "type": "string",
+                "description": "needed to unregister, or to register this client id again",
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["role"],
+        "properties": {"role": {"type": "string"}},
+    },
+    "Stats": {
+        "type": "object",
+        "description": "The operator's read model of every tier (README, the dashboard).",
+        "required": ["at_ms", "workers", "shards", "producers", "delivery", "events"],
+        "properties": {
+            "at_ms": {"type": "integer"},
+            "workers": {"type": "array", "items": {"type": "object"}},
+            "shards": {"type": "array", "items": {"type": "object"}},
+            "producers": {"type": "array", "items": {"type": "object"}},
+            "delivery": {"type": "object"},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+
+SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "EMOSTREAM_ADMIN_TOKEN; /v1/stats is open while none is configured",
+    },
+    "registrationToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the token a registration answered",
+    },
+}
+
+WHY = {
+    400: "malformed: the body does not parse, or has the wrong overall shape",
+    401: "a Bearer token is needed",
+    403: "the token is not this registration's",
+    404: "no such route (an id holding a slash), or nothing registered under the id",
+    405: "method not allowed",
+    408: "the body did not arrive in time",
+    409: "the client id is registered; registering it again needs its token",
+    413: "the body is over the byte limit, or holds more than 500 reactions",
+    415: "Content-Type is neither application/json nor application/msgpack",
+    422: "a field breaks the contract; `field` names it",
+    429: "rate limited; retry after Retry-After seconds",
+    503: "buffer full or Redis unavailable; retry after Retry-After seconds",
+}
+RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^\\d+$"}}}
