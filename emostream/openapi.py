@@ -210,15 +210,23 @@ DELIVERY_PATHS: dict[str, Any] = {
 }
 
 
-SEED_ID = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
+# A whole number stands for its decimal text, which the id grammar allows negative too.
+SEED_ID = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
 SCHEMAS["SeedRegistration"] = {
     "type": "object",
     "description": "What the seed's clients send; ids may be whole numbers.",
     "required": ["user_id"],
     "properties": {
         "user_id": {**SEED_ID, "description": CLIENT_ID_RULE + ", or a whole number"},
-        "group_id": {**SEED_ID, "description": "the cluster; defaults to the answering node's"},
-        "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+        # Absent or null: the default, as the seed's clients may send either.
+        "group_id": {
+            "oneOf": [*SEED_ID["oneOf"], {"type": "null"}],
+            "description": "the cluster; absent or null: the answering node's",
+        },
+        "event_id": {
+            "oneOf": [{"type": "string", "pattern": EVENT_ID_PATTERN}, {"type": "null"}],
+            "description": "absent or null: the default event",
+        },
     },
 }
 SCHEMAS["SeedAssignment"] = {

@@ -116,6 +116,8 @@ def calls(process: Process, cases: Any, checks: list[Any]) -> Any:
         max_examples=EXAMPLES,
         deadline=None,
         database=None,
+        # The same examples every run: a CI failure is reproducible, not a lottery.
+        derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
     @given(case=cases)
