@@ -3,6 +3,7 @@ reactions sent alongside are counted exactly."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -276,3 +277,39 @@ def wait_for_total(up: Process, event: str, expected: int) -> list[dict[str, Any
             break
         time.sleep(0.2)
     return windows
+
+
+def test_content_headers_are_read_as_written(up: Process) -> None:
+    """Two Content-Type headers are a 400 (which one was meant?), a compressed body a 415
+    (it would be read as plain), JSON in any charset but UTF-8 a 415; UTF-8 said aloud is
+    fine."""
+    url = f"{up.url}{R}"
+    body = json.dumps(GOOD).encode()
+    cases: list[tuple[list[tuple[str, str]], int, str, str]] = [
+        (
+            [("Content-Type", "application/json"), ("Content-Type", "text/plain")],
+            400,
+            "malformed",
+            "Content-Type",
+        ),
+        (
+            [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            415,
+            "unsupported_media_type",
+            "Content-Encoding",
+        ),
+        (
+            [("Content-Type", "application/json; charset=iso-8859-1")],
+            415,
+            "unsupported_media_type",
+            "Content-Type",
+        ),
+    ]
+    for headers, status, code, field in cases:
+        response = httpx.post(url, content=body, headers=headers)
+        assert response.status_code == status, (headers, response.text)
+        assert response.json()["error"]["code"] == code
+        assert response.json()["error"]["field"] == field
+    for spelled in ("application/json; charset=utf-8", 'application/json; charset="UTF-8"'):
+        response = httpx.post(url, content=body, headers={"Content-Type": spelled})
+        assert response.status_code == 202, (spelled, response.text)

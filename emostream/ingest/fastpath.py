@@ -13,7 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
-from ..errors import ApiError, BodyTooLarge, MethodNotAllowed, RequestTimeout
+from ..errors import (
+    ApiError,
+    BodyTooLarge,
+    MalformedBody,
+    MethodNotAllowed,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
 
@@ -61,12 +68,17 @@ def fast_ingest(
         if method == "OPTIONS":  # a CORS preflight from another origin's page
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         content_type: str | None = None
+        content_types = 0
+        encoding = b""
         forwarded_for: str | None = None
         declared_length = 0
         has_body = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
+                content_types += 1
+            elif name == b"content-encoding":
+                encoding = value.strip().lower()
             elif name == b"x-forwarded-for":
                 forwarded_for = value.decode("latin-1")
             elif name == b"content-length":
@@ -82,6 +94,11 @@ def fast_ingest(
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
             acceptor.admit_client(scope.get("client"), forwarded_for)
+            if content_types > 1:
+                raise MalformedBody("send one Content-Type header, not several", "Content-Type")
+            if encoding not in (b"", b"identity"):
+                message = f"Content-Encoding {encoding.decode('latin-1')!r} is not supported"
+                raise UnsupportedMediaType(message, "Content-Encoding")
             if declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
             body = await bodies.read(receive, max_body_bytes)

@@ -99,10 +99,21 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def charset(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type, lower case; None when absent."""
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 def parse_body(content_type: str | None, body: bytes) -> Any:
     """Decode a JSON or msgpack body; 415 for any other media type, 400 if it does not parse."""
     kind = media_type(content_type)
     if kind in JSON_TYPES:
+        if charset(content_type) not in (None, "utf-8", "utf8"):
+            raise UnsupportedMediaType("a JSON body must be UTF-8 (RFC 8259)", "Content-Type")
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
