@@ -27,7 +27,8 @@ UNLIMITED_USER_RATE = "1e9"
 
 def child_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMOSTREAM_")}
-    env["EMOSTREAM_USER_RATE"] = UNLIMITED_USER_RATE
+    # BENCH_USER_RATE=0 turns the check off, to measure its cost (EMOSTREAM_* are not passed).
+    env["EMOSTREAM_USER_RATE"] = os.environ.get("BENCH_USER_RATE", UNLIMITED_USER_RATE)
     env["EMOSTREAM_USER_BURST"] = UNLIMITED_USER_RATE
     if redis_url is not None:
         env["EMOSTREAM_REDIS_URL"] = redis_url
