@@ -37,12 +37,18 @@ def test_retry_frame() -> None:
     assert retry_frame(1500) == b"retry: 1500\n\n"
 
 
-@pytest.mark.parametrize(("raw", "seq"), [(None, None), ("", None), ("7", 7), (" 12 ", 12)])
+@pytest.mark.parametrize(
+    ("raw", "seq"),
+    [(None, None), ("", None), ("7", 7), (" 12 ", 12), (str(2**53), 2**53)],
+)
 def test_last_event_id(raw: str | None, seq: int | None) -> None:
     assert parse_last_event_id(raw) == seq
 
 
-@pytest.mark.parametrize("raw", ["x", "-1", "1.5"])
+@pytest.mark.parametrize(
+    "raw",
+    ["x", "-1", "1.5", "+5", "1_000", "\u0663", str(2**53 + 1), str(2**64), "9" * 5000],
+)
 def test_bad_last_event_id(raw: str) -> None:
     with pytest.raises(ValueError):
         parse_last_event_id(raw)

@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, json_object, redis_or_503
 from .admission import AddressBuckets
-from .frames import parse_last_event_id, reset_frame
+from .frames import MAX_SEQ, parse_last_event_id, reset_frame
 from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
@@ -95,7 +95,9 @@ def create_delivery_app(
         try:
             after = parse_last_event_id(raw_last)
         except ValueError:
-            raise InvalidField("Last-Event-ID", "Last-Event-ID must be a window seq") from None
+            raise InvalidField(
+                "Last-Event-ID", f"Last-Event-ID must be a window seq, 0 to {MAX_SEQ}"
+            ) from None
         subscriber, backlog, resume_after = await hub.join(event_id, after)
         retry_ms = RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS)
         # A seq the event no longer has: the client is told its numbering starts over.

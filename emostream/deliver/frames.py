@@ -49,13 +49,22 @@ def reset_frame(event_id: str, last_event_id: int) -> bytes:
     return ServerSentEvent(data, event=RESET_EVENT, sep=LINE_END).encode()
 
 
+# The largest seq a client may resume from: a window every 2 s reaches it in half a billion
+# years, and every value up to it reads back from a history stream id.
+MAX_SEQ = 2**53
+
+
 def parse_last_event_id(value: str | None) -> int | None:
-    """The seq a reconnecting client saw last; None if absent. ValueError if not a seq."""
+    """The seq a reconnecting client saw last; None if absent. ValueError if not a seq:
+    ASCII digits only (no sign, underscore or other script's digits), at most ``MAX_SEQ``."""
     if value is None or value.strip() == "":
         return None
-    seq = int(value.strip())
-    if seq < 0:
-        raise ValueError("negative seq")
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SEQ)):
+        raise ValueError("not a seq")
+    seq = int(text)
+    if seq > MAX_SEQ:
+        raise ValueError("seq out of range")
     return seq
 
 

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..errors import RecordError
 from ..records import WindowRecord, decode_record
@@ -237,7 +237,7 @@ class Hub:
             return
         baseline = self._baseline(record.event_id)
         if baseline is not None and record.seq > baseline + 1:
-            await self._fill(record.event_id, baseline, record.seq - 1)
+            await self._fill_isolated(record.event_id, baseline, record.seq - 1)
         self._publish(record)
         if self.idle is not None:
             # Queued behind the wake-up of every client just offered the window, so it runs
@@ -269,11 +269,19 @@ class Hub:
             self._publish(record)
 
     async def _fill_gaps(self) -> None:
-        """After (re)subscribing, deliver what was closed while the subscription was down."""
+        """After (re)subscribing, deliver what was closed while the subscription was down.
+        One event's failing fill (its history unreadable) is that event's problem: it is
+        logged and the others are filled; only a Redis fault ends the subscription."""
         for event_id in list(self._subscribers):
             baseline = self._baseline(event_id)
             if baseline is not None:
-                await self._fill(event_id, baseline, None)
+                await self._fill_isolated(event_id, baseline, None)
+
+    async def _fill_isolated(self, event_id: str, after_seq: int, up_to_seq: int | None) -> None:
+        try:
+            await self._fill(event_id, after_seq, up_to_seq)
+        except (ResponseError, RecordError) as exc:
+            log.warning("could not fill %s from history after seq %d: %s", event_id, after_seq, exc)
 
     def _frame(self, record: WindowRecord) -> Frame:
         return (record.seq, record.revision), window_frame(self.rule.window_object(record))
