@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .contract import CONTRACT_VERSION
+from .mood import mood_index
 from .records import WindowRecord
 
 
@@ -64,6 +65,8 @@ class EmojiSwarmRule:
                 {"emoji": emoji, "count": count, "swarm": swarm(count, self.scale)}
                 for emoji, count in top_n(record.counts, self.top_n)
             ],
+            # From every count of the window, not the top only (emostream/mood.py).
+            "mood": mood_index(record.counts),
         }
         if record.revision:
             obj["revision"] = record.revision
