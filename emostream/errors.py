@@ -115,6 +115,21 @@ class InvalidField(ApiError, ValueError):
         super().__init__(message, field, code=code)
 
 
+class Unauthorized(ApiError, PermissionError):
+    """401: the call needs a valid bearer token (admin token, or a signed user token)."""
+
+    status, code = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError, PermissionError):
+    """403: nobody may make this call here (no admin token is configured on this role)."""
+
+    status, code = 403, "forbidden"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 

@@ -119,6 +119,13 @@ class Settings:
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     rate_sync_interval_ms: int = at_least(10, 100)
+    # Who may respond, and the admin (emostream/identity.py). The admin token guards every
+    # admin call (unset: admin calls are refused with 403; `emostream up` makes one and logs
+    # it). With a token secret, reactions and votes need a signed HS256 user token whose `sub`
+    # is the user id; unset, users are anonymous as before.
+    admin_token: str = field(default="", repr=False)
+    token_secret: str = field(default="", repr=False)
+    token_audience: str = "emostream"
 
     @property
     def window_ms(self) -> int:
@@ -137,6 +144,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}CLUSTER must be {CLUSTER_NAME_RULE}")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
+        if self.token_secret and len(self.token_secret.encode()) < 32:
+            raise ConfigError(f"{PREFIX}TOKEN_SECRET must be at least 32 bytes (RFC 7518)")
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
 

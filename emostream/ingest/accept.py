@@ -40,9 +40,14 @@ class Acceptor:
             if normalized is not None
         )
 
-    def accept(self, event_id: str, names: FieldNames, payload: Any) -> int:
-        """Buffer every reaction of the payload or none (ApiError); returns how many."""
+    def accept(
+        self, event_id: str, names: FieldNames, payload: Any, user_id: str | None = None
+    ) -> int:
+        """Buffer every reaction of the payload or none (ApiError); returns how many.
+        ``user_id`` (a signed user token's subject) replaces the users the body names."""
         reactions = validate_reactions(payload, self.settings.max_batch, self.allowed, names)
+        if user_id is not None:
+            reactions.users = [user_id] * len(reactions)
         if self.buffer.room() < len(reactions):
             raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
         if self.limiter is not None:
@@ -52,12 +57,14 @@ class Acceptor:
             self.flusher.poke()
         return len(reactions)
 
-    def reactions(self, event_id: str, content_type: str | None, body: bytes) -> int:
+    def reactions(
+        self, event_id: str, content_type: str | None, body: bytes, user_id: str | None = None
+    ) -> int:
         """``POST /v1/events/{event_id}/reactions``."""
         validate_event_id(event_id)
-        return self.accept(event_id, CONTRACT_FIELDS, parse_body(content_type, body))
+        return self.accept(event_id, CONTRACT_FIELDS, parse_body(content_type, body), user_id)
 
-    def send_emoji(self, content_type: str | None, body: bytes) -> int:
+    def send_emoji(self, content_type: str | None, body: bytes, user_id: str | None = None) -> int:
         """The seed-compatible ``POST /send_emoji``: ``{"user_id", "emoji_type",
         "timestamp"?, "event_id"?}``, counted under ``event_id`` or the default event."""
         payload = parse_body(content_type, body)
@@ -67,4 +74,4 @@ class Acceptor:
             if not isinstance(candidate, str):
                 raise InvalidField("event_id", "event_id must be a string")
             event_id = validate_event_id(candidate)
-        return self.accept(event_id, SEED_FIELDS, payload)
+        return self.accept(event_id, SEED_FIELDS, payload, user_id)

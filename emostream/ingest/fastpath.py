@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import ApiError, BodyTooLarge, MalformedBody, MethodNotAllowed
+from ..identity import user_from_token
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
 
@@ -24,7 +25,7 @@ ALLOWED_METHODS = "POST, OPTIONS"
 PREFLIGHT_HEADERS = [
     ANY_ORIGIN_RAW,
     (b"access-control-allow-methods", ALLOWED_METHODS.encode()),
-    (b"access-control-allow-headers", b"content-type"),
+    (b"access-control-allow-headers", b"content-type, authorization"),
     (b"access-control-max-age", b"86400"),
 ]
 
@@ -67,22 +68,27 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
         if method == "OPTIONS":  # a CORS preflight from another origin's page
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         content_type: str | None = None
+        authorization: str | None = None
         declared_length = 0
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 declared_length = int(value)
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
             if declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
+            # With user tokens on, the token's subject is the user of every reaction.
+            user_id = user_from_token(acceptor.settings, authorization)
             body = await _read_body(receive, max_body_bytes)
             if match is not None:
-                accepted = acceptor.reactions(match.group(1), content_type, body)
+                accepted = acceptor.reactions(match.group(1), content_type, body, user_id)
             else:
-                accepted = acceptor.send_emoji(content_type, body)
+                accepted = acceptor.send_emoji(content_type, body, user_id)
         except ApiError as error:
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
