@@ -130,6 +130,18 @@ class Forbidden(ApiError, PermissionError):
     status, code = 403, "forbidden"
 
 
+class Conflict(ApiError):
+    """409: the call does not fit the state of what it names."""
+
+    status, code = 409, "invalid_state"
+
+
+class PollNotOpen(Conflict):
+    """409: a vote for a poll that is not open (not opened yet, or locked)."""
+
+    code = "poll_not_open"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 

@@ -4,6 +4,10 @@
 ``[event_id, seq, window_start_ms, window_end_ms, total, unique_users, revision,
 [choice, count, choice, count, ...]]``; every count of the window is kept (bounded by the
 distinct emojis of one window) so history can chart any emoji, and delivery applies top-N.
+
+The same pub/sub channel carries poll records, ``["poll", event_id, poll_id, version]``
+(written by lua/poll_state.lua, lua/freeze_poll.lua and ``encode_poll_record``): a poll
+changed, and delivery reads it once per node and sends its object to the event's clients.
 """
 
 from __future__ import annotations
@@ -49,3 +53,31 @@ def decode_record(payload: bytes) -> WindowRecord:
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise RecordError(f"not a window record: {exc}") from exc
+
+
+POLL_RECORD_KIND = "poll"
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    event_id: str
+    poll_id: str
+    version: int
+
+
+def encode_poll_record(record: PollRecord) -> bytes:
+    return msgpack.packb([POLL_RECORD_KIND, record.event_id, record.poll_id, record.version])
+
+
+def decode_poll_record(payload: bytes) -> PollRecord | None:
+    """The poll record in a pub/sub payload, or None when it is something else (a window)."""
+    try:
+        fields = msgpack.unpackb(payload, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if not isinstance(fields, list) or len(fields) != 4 or fields[0] != POLL_RECORD_KIND:
+        return None
+    try:
+        return PollRecord(str(fields[1]), str(fields[2]), int(fields[3]))
+    except (ValueError, TypeError):
+        return None

@@ -15,6 +15,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
 
 from .ingest.fastpath import is_reaction_path
+from .polls.http_ingest import is_poll_write
 from .settings import Settings
 
 log = logging.getLogger("emostream")
@@ -182,7 +183,8 @@ async def answer_lifespan(receive: Any, send: Any) -> None:
 
 
 def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
-    """One port for every public path: reaction POSTs to ingest, everything else to delivery.
+    """One port for every public path: reaction POSTs and poll writes to ingest, everything
+    else to delivery.
 
     Neither app needs the lifespan protocol (their resources are started by the runner), so
     it is answered here."""
@@ -190,7 +192,7 @@ def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             return await answer_lifespan(receive, send)
-        if is_reaction_path(scope.get("path", "")):
+        if is_reaction_path(scope.get("path", "")) or is_poll_write(scope):
             await ingest(scope, receive, send)
         else:
             await delivery(scope, receive, send)

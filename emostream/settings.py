@@ -119,13 +119,19 @@ class Settings:
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     rate_sync_interval_ms: int = at_least(10, 100)
-    # Who may respond, and the admin (emostream/identity.py). The admin token guards every
-    # admin call (unset: admin calls are refused with 403; `emostream up` makes one and logs
-    # it). With a token secret, reactions and votes need a signed HS256 user token whose `sub`
-    # is the user id; unset, users are anonymous as before.
+    # Polls, votes and trivia (emostream/polls/), and who may respond. The admin token guards
+    # every admin call (unset: admin calls are refused with 403; `emostream up` makes one and
+    # logs it). With a token secret, reactions and votes need a signed HS256 user token whose
+    # `sub` is the user id; unset, users are anonymous as before.
     admin_token: str = field(default="", repr=False)
     token_secret: str = field(default="", repr=False)
     token_audience: str = "emostream"
+    # Ingest answers votes from a per-process copy of each poll's rules and state read at most
+    # this long ago (one read per poll per interval, not one per vote). A lock takes effect
+    # `poll_lock_grace_ms` after it is called, so every process sees it before its clock
+    # reaches it: the grace must exceed the cache age plus the clock skew between hosts.
+    poll_cache_ms: int = at_least(1, 200)
+    poll_lock_grace_ms: int = at_least(0, 500)
 
     @property
     def window_ms(self) -> int:
@@ -146,6 +152,11 @@ class Settings:
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
         if self.token_secret and len(self.token_secret.encode()) < 32:
             raise ConfigError(f"{PREFIX}TOKEN_SECRET must be at least 32 bytes (RFC 7518)")
+        if self.poll_lock_grace_ms <= self.poll_cache_ms:
+            raise ConfigError(
+                f"{PREFIX}POLL_LOCK_GRACE_MS must be above {PREFIX}POLL_CACHE_MS: a process "
+                "could accept a vote after a lock it has not read yet"
+            )
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
 

@@ -23,6 +23,8 @@ from ..errors import (
     NotFound,
     from_http_status,
 )
+from ..polls.http_deliver import poll_routes
+from ..polls.store import PollStore
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, redis_or_503
@@ -157,6 +159,7 @@ def create_delivery_app(
             Route("/healthz", healthz),
             Route("/v1/stats", stats),
             *page_routes(settings),
+            *poll_routes(settings, PollStore(hub.redis, settings)),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
     )

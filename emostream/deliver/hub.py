@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import keys
-from ..records import RecordError, WindowRecord, decode_record
+from ..records import PollRecord, RecordError, WindowRecord, decode_poll_record, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
@@ -57,6 +57,9 @@ class SubscriptionSilent(ConnectionError):
 
 
 HEARTBEAT = b": heartbeat\n\n"
+# The key of a frame outside the window order (a poll update): like a revision, always
+# written, never moving what the client was sent (Subscriber.take).
+UNORDERED: FrameKey = (-1, 1)
 
 
 class Subscriber:
@@ -179,6 +182,9 @@ class Hub:
         # Called when the node owes its clients nothing: right after a window was handed to
         # every client, and on ticks without windows (the collection pacer, in a server).
         self.idle: Callable[[], None] | None = None
+        # Poll records ride the windows channel too (records.PollRecord); this hook (set by
+        # the role: polls/fanout.py) turns one into a frame for offer_unordered.
+        self.on_poll: Callable[[PollRecord], Awaitable[None]] | None = None
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -372,6 +378,11 @@ class Hub:
                 pinged = now
 
     async def receive(self, payload: bytes) -> None:
+        poll = decode_poll_record(payload)
+        if poll is not None:
+            if self.on_poll is not None and poll.event_id in self._subscribers:
+                await self.on_poll(poll)
+            return
         try:
             record = decode_record(payload)
         except RecordError as exc:
@@ -453,6 +464,12 @@ class Hub:
                     break
         for subscriber in self._subscribers.get(record.event_id, ()):
             subscriber.offer(frame)
+
+    def offer_unordered(self, event_id: str, frame: bytes) -> None:
+        """A frame outside the window order (a poll update, no ``id:`` line) to every
+        client of the event."""
+        for subscriber in self._subscribers.get(event_id, ()):
+            subscriber.offer((UNORDERED, frame))
 
     def _evict_rings(self) -> None:
         while len(self._rings) > RINGS_KEPT:

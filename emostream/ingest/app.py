@@ -15,6 +15,9 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, BodyTooLarge, from_http_status
+from ..polls.gate import PollGate
+from ..polls.http_ingest import fast_votes, poll_admin
+from ..polls.store import PollStore
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -32,7 +35,12 @@ def create_ingest_app(
 ) -> ASGIApp:
     acceptor = Acceptor(settings, buffer, flusher, limiter)
     quart = create_quart_app(settings, buffer, flusher)
-    return fast_ingest(quart, acceptor, settings.max_body_bytes)
+    app = fast_ingest(quart, acceptor, settings.max_body_bytes)
+    if flusher.votes is None:
+        return app
+    # Polls: the admin's writes in Quart, votes on a plain-ASGI path of their own.
+    quart.register_blueprint(poll_admin(settings, PollStore(flusher.redis, settings)))
+    return fast_votes(app, PollGate(flusher.redis, settings, flusher.votes), settings)
 
 
 def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:

@@ -1,0 +1,159 @@
+"""Ingest's side of votes: which to accept (202) and the buffer they wait in for the flush.
+
+No Redis round trip per vote: each process keeps a copy of each poll's rules and state, read
+at most ``poll_cache_ms`` ago (one read per poll per interval, shared by the requests that
+wait for it). That copy is enough to answer exactly, because a lock takes effect
+``poll_lock_grace_ms`` (> ``poll_cache_ms``) after it is called: a copy read before the lock
+call was made cannot be used past the lock time, and a copy read after it knows the lock
+time. So a vote is answered 202 exactly when it was received before the lock, which is what
+lua/apply_votes.lua counts. (Hosts' clocks must agree within the difference.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .. import keys
+from ..batch import VoteColumns
+from ..clock import now_ms
+from ..contract import USER_ID, USER_ID_RULE, validate_event_id
+from ..errors import (
+    InvalidField,
+    MalformedBody,
+    NotFound,
+    PollNotOpen,
+    TooManyReactions,
+    Unavailable,
+)
+from ..settings import Settings
+from ..web import redis_or_503
+from .model import PollView, validate_poll_id
+from .store import view_of
+
+CACHED_POLLS_MAX = 10_000
+
+
+class VoteBuffer:
+    """Accepted votes waiting for the next flush, bounded like the reaction buffer."""
+
+    def __init__(self, shards: int, capacity: int) -> None:
+        self.shards = shards
+        self.capacity = capacity
+        self.held = 0
+        self._polls: dict[tuple[str, str], VoteColumns] = {}
+
+    def room(self) -> int:
+        return self.capacity - self.held
+
+    def add(
+        self, event_id: str, poll_id: str, users: list[str], options: list[str], at_ms: int
+    ) -> None:
+        columns = self._polls.get((event_id, poll_id))
+        if columns is None:
+            columns = self._polls[(event_id, poll_id)] = VoteColumns()
+        columns.users += users
+        columns.options += options
+        columns.received_ms += [at_ms] * len(users)
+        self.held += len(users)
+
+    def take(self) -> dict[int, dict[tuple[str, str], VoteColumns]]:
+        """Swap out everything buffered, grouped by the raw shard of each poll's event."""
+        polls, self._polls = self._polls, {}
+        by_shard: dict[int, dict[tuple[str, str], VoteColumns]] = {}
+        for key, columns in polls.items():
+            by_shard.setdefault(keys.shard_of(key[0], self.shards), {})[key] = columns
+        return by_shard
+
+    def written(self, count: int) -> None:
+        self.held -= count
+
+
+class PollGate:
+    def __init__(self, redis: Redis, settings: Settings, buffer: VoteBuffer) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.buffer = buffer
+        # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
+        self._cache: dict[tuple[str, str], tuple[float, PollView | None]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Future[tuple[float, PollView | None]]] = {}
+        self.reads = 0
+
+    async def _read(self, event_id: str, poll_id: str) -> tuple[float, PollView | None]:
+        began = time.monotonic()
+        self.reads += 1
+        shard = keys.shard_of(event_id, self.settings.shards)
+        with redis_or_503("polls"):
+            fields: Any = await self.redis.hgetall(keys.poll(shard, event_id, poll_id))
+        view = view_of(event_id, poll_id, fields, None) if fields else None
+        if len(self._cache) >= CACHED_POLLS_MAX:
+            self._cache.clear()
+        self._cache[(event_id, poll_id)] = (began, view)
+        return began, view
+
+    async def poll(self, event_id: str, poll_id: str) -> tuple[float, PollView | None]:
+        """(when it was read, the poll), read again once older than ``poll_cache_ms``."""
+        key = (event_id, poll_id)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.poll_cache_ms / 1000:
+            return cached
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(event_id, poll_id))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
+
+    async def accept(
+        self, event_id: str, poll_id: str, payload: Any, user_id: str | None = None
+    ) -> int:
+        """Buffer every vote of the payload or none; how many. ``user_id`` (a user token's
+        subject) replaces the users the body names."""
+        validate_event_id(event_id)
+        validate_poll_id(poll_id)
+        users, options = self._votes(payload, user_id)
+        began, view = await self.poll(event_id, poll_id)
+        received = now_ms()
+        # A copy read before a lock call cannot know its lock time, which is at least the
+        # grace after the read began: it answers only for votes received before that.
+        if time.monotonic() - began >= self.settings.poll_lock_grace_ms / 1000:
+            raise Unavailable("the poll's state could not be read in time; retry shortly")
+        if view is None:
+            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+        if not view.accepts(received):
+            raise PollNotOpen(f"the poll is {view.effective_state(received)}, not open", "state")
+        valid = set(view.definition.options)
+        for index, option in enumerate(options):
+            if option not in valid:
+                where = f"[{index}]." if isinstance(payload, list) else ""
+                raise InvalidField(f"{where}option", "option is not one of the poll's options")
+        if self.buffer.room() < len(users):
+            raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
+        self.buffer.add(event_id, poll_id, users, options, received)
+        return len(users)
+
+    def _votes(self, payload: Any, user_id: str | None) -> tuple[list[str], list[str]]:
+        """(users, options) of a vote object or an array of them, checked for shape."""
+        items = payload if isinstance(payload, list) else [payload]
+        if not isinstance(payload, list | dict) or not items:
+            raise MalformedBody("body must be a vote object or a non-empty array of them")
+        if len(items) > self.settings.max_batch:
+            raise TooManyReactions(self.settings.max_batch, len(items))
+        users: list[str] = []
+        options: list[str] = []
+        for index, item in enumerate(items):
+            where = f"[{index}]." if isinstance(payload, list) else ""
+            if not isinstance(item, dict):
+                raise MalformedBody("a vote must be an object", where.rstrip(".") or None)
+            user = user_id if user_id is not None else item.get("user_id")
+            if not isinstance(user, str) or not USER_ID.fullmatch(user):
+                raise InvalidField(f"{where}user_id", f"user_id must be {USER_ID_RULE}")
+            option = item.get("option")
+            if not isinstance(option, str):
+                raise InvalidField(f"{where}option", "option must be a string")
+            users.append(user)
+            options.append(option)
+        return users, options
