@@ -182,8 +182,8 @@ def poll_ballots(shard: int, event_id: str, poll_id: str) -> str:
 
 
 def poll_times(shard: int, event_id: str, poll_id: str) -> str:
-    """Hash: user id -> server receive ms of the vote that last changed the user's ballot
-    (trivia scores answer time from the open)."""
+    """Hash, trivia only: user id -> server receive ms of the vote that last changed the
+    user's ballot (points count the answer time from the open)."""
     return f"{poll(shard, event_id, poll_id)}:times"
 
 

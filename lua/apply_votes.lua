@@ -15,7 +15,7 @@
 --
 -- KEYS[1]  raw stream of the shard          KEYS[2]  batch-id marker (dedupe)
 -- then for each vote group i (0-based), 5 keys from KEYS[3+5i]: poll hash, tally hash,
---          ballots hash, times hash, log stream
+--          ballots hash, times hash (written for trivia only), log stream
 -- ARGV[1]  consumer group                   ARGV[2]  entry id
 -- ARGV[3]  TTL in seconds of the batch-id marker
 -- ARGV[4]  number of vote groups
@@ -48,10 +48,15 @@ for i = 0, groups - 1 do
   local a = 5 + 3 * i
   local users, options, received = cmsgpack.unpack(ARGV[a]), cmsgpack.unpack(ARGV[a + 1]),
     cmsgpack.unpack(ARGV[a + 2])
-  local st = redis.call('HMGET', poll, 'state', 'lock_ms', 'frozen', 'vpu', 'changeable', 'quota')
+  local st = redis.call('HMGET', poll, 'state', 'lock_ms', 'frozen', 'vpu', 'changeable', 'quota',
+    'kind')
   local countable = (st[1] == 'open' or st[1] == 'locked') and st[3] ~= '1'
   local lock_ms = tonumber(st[2])
   local vpu, changeable, quota = tonumber(st[4] or '1'), st[5] == '1', tonumber(st[6] or '0')
+  -- One vote per user, already cast: nothing to decode or change (the common duplicate).
+  local single = quota == 0 and vpu == 1 and not changeable
+  local trivia = st[7] == 'trivia'
+
   local group_refused, considered = 0, false
   for j = 1, #users do
     local user, option, at = users[j], options[j], received[j]
@@ -60,9 +65,10 @@ for i = 0, groups - 1 do
     else
       considered = true
       local stored = redis.call('HGET', ballots, user)
-      local ballot = stored and cjson.decode(stored) or {}
+      local ballot = (stored and not single) and cjson.decode(stored) or {}
       local changed = false
-      if quota > 0 then
+      if stored and single then  -- luacheck: ignore (nothing to do)
+      elseif quota > 0 then
         if #ballot < quota then
           ballot[#ballot + 1] = option
           redis.call('HINCRBY', tally, option, 1)
@@ -89,7 +95,9 @@ for i = 0, groups - 1 do
       end
       if changed then
         redis.call('HSET', ballots, user, cjson.encode(ballot))
-        redis.call('HSET', times, user, at)
+        if trivia then  -- points count from the answer's receive time
+          redis.call('HSET', times, user, at)
+        end
         counted = counted + 1
       end
     end

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from .. import keys
 from ..batch import VoteColumns
 from ..clock import now_ms
-from ..contract import USER_ID, USER_ID_RULE, validate_event_id
+from ..contract import USER_ID, USER_ID_RULE, USER_IDS, validate_event_id
 from ..errors import (
     InvalidField,
     MalformedBody,
@@ -125,27 +125,46 @@ class PollGate:
             raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
         if not view.accepts(received):
             raise PollNotOpen(f"the poll is {view.effective_state(received)}, not open", "state")
-        valid = set(view.definition.options)
-        for index, option in enumerate(options):
-            if option not in valid:
-                where = f"[{index}]." if isinstance(payload, list) else ""
-                raise InvalidField(f"{where}option", "option is not one of the poll's options")
+        valid = view.definition.options
+        if not set(options).issubset(valid):
+            index = next(i for i, option in enumerate(options) if option not in valid)
+            where = f"[{index}]." if isinstance(payload, list) else ""
+            raise InvalidField(f"{where}option", "option is not one of the poll's options")
         if self.buffer.room() < len(users):
             raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
         self.buffer.add(event_id, poll_id, users, options, received)
         return len(users)
 
     def _votes(self, payload: Any, user_id: str | None) -> tuple[list[str], list[str]]:
-        """(users, options) of a vote object or an array of them, checked for shape."""
-        items = payload if isinstance(payload, list) else [payload]
+        """(users, options) of a vote object or an array of them, checked for shape. The
+        common case is checked a column at a time, as reactions are (ingest/validation.py);
+        anything else is checked vote by vote, which also names the bad field."""
+        is_array = isinstance(payload, list)
+        items = payload if is_array else [payload]
         if not isinstance(payload, list | dict) or not items:
             raise MalformedBody("body must be a vote object or a non-empty array of them")
         if len(items) > self.settings.max_batch:
             raise TooManyReactions(self.settings.max_batch, len(items))
+        try:
+            users = [item.get("user_id") for item in items] if user_id is None else []
+            options = [item.get("option") for item in items]
+            joined = "\n".join(users)  # TypeError unless every user id is a str
+            if all(type(o) is str for o in options) and (
+                user_id is not None
+                or (joined.count("\n") == len(users) - 1 and USER_IDS.fullmatch(joined + "\n"))
+            ):
+                return users or [user_id or ""] * len(items), options
+        except (AttributeError, TypeError):
+            pass
+        return self._votes_one_by_one(items, is_array, user_id)
+
+    def _votes_one_by_one(
+        self, items: list[Any], is_array: bool, user_id: str | None
+    ) -> tuple[list[str], list[str]]:
         users: list[str] = []
         options: list[str] = []
         for index, item in enumerate(items):
-            where = f"[{index}]." if isinstance(payload, list) else ""
+            where = f"[{index}]." if is_array else ""
             if not isinstance(item, dict):
                 raise MalformedBody("a vote must be an object", where.rstrip(".") or None)
             user = user_id if user_id is not None else item.get("user_id")
