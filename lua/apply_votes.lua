@@ -53,53 +53,79 @@ for i = 0, groups - 1 do
   local countable = (st[1] == 'open' or st[1] == 'locked') and st[3] ~= '1'
   local lock_ms = tonumber(st[2])
   local vpu, changeable, quota = tonumber(st[4] or '1'), st[5] == '1', tonumber(st[6] or '0')
-  -- One vote per user, already cast: nothing to decode or change (the common duplicate).
   local single = quota == 0 and vpu == 1 and not changeable
   local trivia = st[7] == 'trivia'
 
   local group_refused, considered = 0, false
+  -- Tally changes are summed per option and written once per group, in first-seen order.
+  local delta, changed_options, encoded = {}, {}, {}
+  local function add(option, n)
+    if delta[option] == nil then
+      delta[option] = 0
+      changed_options[#changed_options + 1] = option
+    end
+    delta[option] = delta[option] + n
+  end
   for j = 1, #users do
     local user, option, at = users[j], options[j], received[j]
     if not countable or (lock_ms and at >= lock_ms) then
       group_refused = group_refused + 1
     else
       considered = true
-      local stored = redis.call('HGET', ballots, user)
-      local ballot = (stored and not single) and cjson.decode(stored) or {}
       local changed = false
-      if stored and single then  -- luacheck: ignore (nothing to do)
-      elseif quota > 0 then
-        if #ballot < quota then
-          ballot[#ballot + 1] = option
-          redis.call('HINCRBY', tally, option, 1)
+      if single then
+        -- One vote per user: the ballot is written only if the user has none, one command.
+        local ballot = encoded[option]
+        if not ballot then
+          ballot = cjson.encode({option})
+          encoded[option] = ballot
+        end
+        if redis.call('HSETNX', ballots, user, ballot) == 1 then
+          add(option, 1)
           changed = true
         end
       else
-        local has = false
-        for _, chosen in ipairs(ballot) do
-          if chosen == option then has = true end
-        end
-        if not has then
-          if #ballot < vpu then
+        local stored = redis.call('HGET', ballots, user)
+        local ballot = stored and cjson.decode(stored) or {}
+        if quota > 0 then
+          if #ballot < quota then
             ballot[#ballot + 1] = option
-            redis.call('HINCRBY', tally, option, 1)
-            changed = true
-          elseif changeable then
-            local moved = table.remove(ballot, 1)
-            ballot[#ballot + 1] = option
-            redis.call('HINCRBY', tally, moved, -1)
-            redis.call('HINCRBY', tally, option, 1)
+            add(option, 1)
             changed = true
           end
+        else
+          local has = false
+          for _, chosen in ipairs(ballot) do
+            if chosen == option then has = true end
+          end
+          if not has then
+            if #ballot < vpu then
+              ballot[#ballot + 1] = option
+              add(option, 1)
+              changed = true
+            elseif changeable then
+              add(table.remove(ballot, 1), -1)
+              ballot[#ballot + 1] = option
+              add(option, 1)
+              changed = true
+            end
+          end
+        end
+        if changed then
+          redis.call('HSET', ballots, user, cjson.encode(ballot))
         end
       end
       if changed then
-        redis.call('HSET', ballots, user, cjson.encode(ballot))
         if trivia then  -- points count from the answer's receive time
           redis.call('HSET', times, user, at)
         end
         counted = counted + 1
       end
+    end
+  end
+  for _, option in ipairs(changed_options) do
+    if delta[option] ~= 0 then
+      redis.call('HINCRBY', tally, option, delta[option])
     end
   end
   if group_refused > 0 then

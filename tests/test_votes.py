@@ -4,6 +4,7 @@ exactly once, frozen at the lock once every accepted vote is counted, and recoun
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from typing import Any
 
@@ -291,3 +292,18 @@ async def test_reveal_scores_trivia_as_the_python_rule(redis: Redis, fast: Setti
     assert {entry["user_id"]: entry["points"] for entry in board} == expected
     # u7 answered at the lock (the duration's end): refused. u3's 849.5 rounds up.
     assert expected == {"u1": 1000, "u2": 999, "u3": 850, "u5": 750, "u6": 501}
+
+
+async def test_votes_reaching_flush_max_ask_for_a_flush(redis: Redis, fast: Settings) -> None:
+    """As reactions do: without it a busy ingest filled its buffer between flushes (503)."""
+    settings = dataclasses.replace(fast, flush_max=3)
+    store = PollStore(redis, settings)
+    await make_poll(store, "q8")
+    pokes: list[int] = []
+    votes = VoteBuffer(settings.shards, settings.buffer_max)
+    gate = PollGate(redis, settings, votes, lambda: pokes.append(votes.pending))
+    for user in ["u1", "u2", "u3", "u4"]:
+        await gate.accept(EVENT, "q8", {"user_id": user, "option": "A"})
+    assert pokes == [3, 4]
+    votes.take()
+    assert votes.pending == 0 and votes.held == 4

@@ -40,7 +40,8 @@ def create_ingest_app(
         return app
     # Polls: the admin's writes in Quart, votes on a plain-ASGI path of their own.
     quart.register_blueprint(poll_admin(settings, PollStore(flusher.redis, settings)))
-    return fast_votes(app, PollGate(flusher.redis, settings, flusher.votes), settings)
+    gate = PollGate(flusher.redis, settings, flusher.votes, flusher.poke)
+    return fast_votes(app, gate, settings)
 
 
 def create_quart_app(settings: Settings, buffer: ReactionBuffer, flusher: Flusher) -> Quart:
