@@ -2,10 +2,14 @@
 
 No Redis round trip per vote: each process keeps a copy of each poll's rules and state, read
 at most ``poll_cache_ms`` ago (one read per poll per interval, shared by the requests that
-wait for it). That copy is enough to answer exactly, because a lock takes effect
-``poll_lock_grace_ms`` (> ``poll_cache_ms``) after it is called: a copy read before the lock
-call was made cannot be used past the lock time, and a copy read after it knows the lock
-time. So a vote is answered 202 exactly when it was received before the lock, which is what
+wait for it). Measured: one HGETALL of a poll costs 116 us of ingest CPU (140 us wall) from
+redis-py asyncio here, while validating and buffering a 100-vote request costs 56 us; a read
+per request would have cost more than the rest of a one-vote request's handling.
+
+That copy is enough to answer exactly, because a lock takes effect ``poll_lock_grace_ms``
+(> ``poll_cache_ms``) after it is called: a copy read before the lock call was made cannot
+be used past the lock time, and a copy read after it knows the lock time. So a vote is
+answered 202 exactly when it was received before the lock, which is what
 lua/apply_votes.lua counts. (Hosts' clocks must agree within the difference.)
 """
 
