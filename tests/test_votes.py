@@ -307,3 +307,19 @@ async def test_votes_reaching_flush_max_ask_for_a_flush(redis: Redis, fast: Sett
     assert pokes == [3, 4]
     votes.take()
     assert votes.pending == 0 and votes.held == 4
+
+
+async def test_equal_points_share_a_rank(redis: Redis, fast: Settings) -> None:
+    store = PollStore(redis, fast)
+    board = keys.leaderboard(keys.shard_of(EVENT, fast.shards), EVENT)
+    await redis.zadd(board, {"ann": 900, "bob": 750, "cy": 750, "dee": 500})
+    top = await store.leaderboard(EVENT, 10)
+    assert [(e["user_id"], e["rank"]) for e in top][0] == ("ann", 1)
+    assert [e["rank"] for e in top] == [1, 2, 2, 4]
+    assert await store.leaderboard_entry(EVENT, "cy") == {"user_id": "cy", "points": 750, "rank": 2}
+    assert await store.leaderboard_entry(EVENT, "dee") == {
+        "user_id": "dee",
+        "points": 500,
+        "rank": 4,
+    }
+    assert await store.leaderboard_entry(EVENT, "nobody") is None

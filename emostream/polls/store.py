@@ -196,20 +196,22 @@ class PollStore:
         return _text(stored)
 
     async def leaderboard(self, event_id: str, limit: int) -> list[dict[str, Any]]:
+        """The top ``limit``, points descending. Equal points share a rank (1, 2, 2, 4): a
+        rank is one more than the users with more points."""
         pairs: Any = await self.redis.zrevrange(
             keys.leaderboard(self.shard(event_id), event_id), 0, limit - 1, withscores=True
         )
-        return [
-            {"user_id": _text(user), "points": int(points), "rank": index + 1}
-            for index, (user, points) in enumerate(pairs)
-        ]
+        board: list[dict[str, Any]] = []
+        for index, (user, points) in enumerate(pairs):
+            tied = board and board[-1]["points"] == int(points)
+            rank = board[-1]["rank"] if tied else index + 1
+            board.append({"user_id": _text(user), "points": int(points), "rank": rank})
+        return board
 
     async def leaderboard_entry(self, event_id: str, user_id: str) -> dict[str, Any] | None:
         key = keys.leaderboard(self.shard(event_id), event_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zscore(key, user_id)
-        pipe.zrevrank(key, user_id)
-        points, rank = await pipe.execute()
-        if points is None or rank is None:
+        points: Any = await self.redis.zscore(key, user_id)
+        if points is None:
             return None
-        return {"user_id": user_id, "points": int(points), "rank": int(rank) + 1}
+        ahead: Any = await self.redis.zcount(key, f"({points}", "+inf")
+        return {"user_id": user_id, "points": int(points), "rank": int(ahead) + 1}
