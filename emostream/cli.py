@@ -1,4 +1,4 @@
-"""The `emostream` command: up | ingest | worker | delivery | simulate | recount."""
+"""The `emostream` command: up | ingest | worker | delivery | simulate | watch | recount."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from . import roles, serving
 from .errors import EmostreamError
 from .settings import Settings
 from .simulate import DEFAULT_MIX, parse_mix, print_report, simulate
+from .watch import DEFAULT_URL, run_watch
 
 Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
 RUNNERS: dict[str, Runner] = {
@@ -40,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "worker":
             command.add_argument("--host", help="bind address (default 127.0.0.1)")
             command.add_argument("--port", type=int, help="port (default 8000)")
+        if name == "up":
+            keep = command.add_mutually_exclusive_group()
+            keep.add_argument(
+                "--data-dir",
+                help="where the private Redis persists its data (overrides EMOSTREAM_DATA_DIR; "
+                "default $XDG_DATA_HOME/emostream or ~/.local/share/emostream)",
+            )
+            keep.add_argument(
+                "--ephemeral",
+                action="store_true",
+                help="keep the private Redis's data in a temporary directory, removed at exit",
+            )
     recount = commands.add_parser(
         "recount",
         help="recompute a frozen poll from its votes; exit 0 only if it equals the frozen one",
@@ -56,11 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch", type=int, default=1, help="reactions per POST")
     sim.add_argument("--emojis", default=DEFAULT_MIX, help="emoji:weight,... (the mix)")
     sim.add_argument("--seed", type=int)
+    watch = commands.add_parser(
+        "watch",
+        help="print an event's swarm windows as they close",
+        description="Print an event's swarm windows as they close, one line each; resumes "
+        "after a drop with Last-Event-ID.",
+    )
+    watch.add_argument("event", help="the event id, e.g. live")
+    watch.add_argument("--url", default=DEFAULT_URL, help="a delivery node or `emostream up`")
+    watch.add_argument("--json", action="store_true", help="each window object as a JSON line")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "watch":  # its output is the windows: no request log in between
+        return run_watch(args.url, args.event, args.json)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -82,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "recount":
         return _recount(args.event_id, args.poll_id, args.redis_url)
     try:
-        overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port")}
+        overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port", "data_dir")}
+        if getattr(args, "ephemeral", False):
+            overrides["data_dir"] = ""
         settings = Settings.from_env(**overrides)
         logging.getLogger("emostream").info("%s: %s", args.command, settings.describe())
         serving.run_on_fastest_loop(_run(RUNNERS[args.command], settings))

@@ -45,3 +45,16 @@ def _matching(field: str, value: object, grammar: re.Pattern[str], rule: str) ->
     if not isinstance(value, str) or not grammar.fullmatch(value):
         raise InvalidField(field, f"{field} must be {rule}")
     return value
+
+
+def whole_number_as_text(value: object) -> object:
+    """The seed aliases' ids: earlier EmoStream clients send user and group ids as numbers. A
+    whole number becomes its decimal string (1 and 1.0 are both "1"); anything else is
+    returned as it is, for the id's grammar to judge."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value

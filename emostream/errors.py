@@ -64,6 +64,27 @@ class MalformedBody(ApiError, ValueError):
     status, code = 400, "malformed"
 
 
+class Unauthorized(ApiError):
+    """401: the call needs ``Authorization: Bearer <token>``, and had none or a wrong one."""
+
+    status, code = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="emostream"'}
+
+
+class Forbidden(ApiError):
+    """403: a token was given, but it is not the one this resource was given out with."""
+
+    status, code = 403, "forbidden"
+
+
+class Conflict(ApiError):
+    """409: the resource exists, and the request may not replace it."""
+
+    status, code = 409, "conflict"
+
+
 class NotFound(ApiError, LookupError):
     """404: no such path, or nothing registered under the id."""
 
@@ -105,6 +126,16 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class HeadersTooLarge(ApiError):
+    """431: the request line and headers are over the byte limit; the server refuses them
+    before any app sees the request."""
+
+    status, code = 431, "headers_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request headers are larger than {limit} bytes")
+
+
 class InvalidField(ApiError, ValueError):
     """422: a field is present but its value breaks the contract (or it is missing:
     ``code="missing_field"``)."""
@@ -115,25 +146,19 @@ class InvalidField(ApiError, ValueError):
         super().__init__(message, field, code=code)
 
 
-class Unauthorized(ApiError, PermissionError):
-    """401: the call needs a valid bearer token (admin token, or a signed user token)."""
+class UnknownEvent(ApiError, LookupError):
+    """404: the event is not on the allow-list (``EMOSTREAM_EVENTS``)."""
 
-    status, code = 401, "unauthorized"
+    status, code = 404, "unknown_event"
 
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
-
-
-class Forbidden(ApiError, PermissionError):
-    """403: nobody may make this call here (no admin token is configured on this role)."""
-
-    status, code = 403, "forbidden"
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id!r} does not take reactions here", "event_id")
 
 
-class Conflict(ApiError):
-    """409: the call does not fit the state of what it names."""
+class InvalidState(Conflict):
+    """409: the call does not fit the state of what it names (a poll's life cycle)."""
 
-    status, code = 409, "invalid_state"
+    code = "invalid_state"
 
 
 class PollNotOpen(Conflict):
@@ -144,6 +169,20 @@ class PollNotOpen(Conflict):
 
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
+
+
+class TooManyEvents(RateLimited):
+    """429: a reaction to an event that is not active while ``EMOSTREAM_MAX_ACTIVE_EVENTS``
+    events are; Retry-After says when room may have freed up."""
+
+    code = "too_many_events"
+
+    def __init__(self, event_id: str, reason: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"event {event_id!r} cannot start now: {reason}",
+            "event_id",
+            retry_after_s=retry_after_s,
+        )
 
 
 class Unavailable(ApiError):
@@ -169,3 +208,7 @@ def from_http_status(status: int, message: str) -> ApiError:
     error = ApiError(message, code="http_error" if status != 500 else "internal")
     error.status = status
     return error
+
+
+class RecordError(EmostreamError, ValueError):
+    """A history or pub/sub payload is not a window record."""

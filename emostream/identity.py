@@ -1,7 +1,9 @@
 """Who may call: the admin bearer token, and optional signed user tokens.
 
-Admin calls carry ``Authorization: Bearer <EMOSTREAM_ADMIN_TOKEN>``: 401 without the right
-token, 403 on a role where no admin token is configured. The comparison is constant-time.
+Poll admin calls carry ``Authorization: Bearer <EMOSTREAM_ADMIN_TOKEN>``: 401 without the
+right token, 403 on a role where no admin token is configured (unlike /v1/stats, which is open
+until a token is set: ``auth.require_admin``). Bearer parsing and the constant-time comparison
+are auth.py's.
 
 With ``EMOSTREAM_TOKEN_SECRET`` set, reactions and votes need a user token: an HS256 JWT
 whose ``sub`` is the user id. The algorithm is pinned (a token claiming ``none`` or any
@@ -12,10 +14,9 @@ themselves in ``user_id``, as before.
 
 from __future__ import annotations
 
-import hmac
-
 import jwt
 
+from .auth import bearer_token, same_secret
 from .contract import USER_ID, USER_ID_RULE
 from .errors import Forbidden, Unauthorized
 from .settings import Settings
@@ -23,21 +24,11 @@ from .settings import Settings
 ALGORITHM = "HS256"
 
 
-def bearer(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def is_admin(settings: Settings, authorization: str | None) -> bool:
-    token = bearer(authorization)
+    token = bearer_token(authorization)
     if not settings.admin_token or token is None:
         return False
-    return hmac.compare_digest(token.encode(), settings.admin_token.encode())
+    return same_secret(token, settings.admin_token)
 
 
 def require_admin(settings: Settings, authorization: str | None) -> None:
@@ -52,7 +43,7 @@ def user_from_token(settings: Settings, authorization: str | None) -> str | None
     missing or bad token), None when they are off (the body names the user)."""
     if not settings.token_secret:
         return None
-    token = bearer(authorization)
+    token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("this call needs Authorization: Bearer <user token>", "Authorization")
     try:
@@ -69,11 +60,3 @@ def user_from_token(settings: Settings, authorization: str | None) -> str | None
     if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
         raise Unauthorized(f"the token's sub must be {USER_ID_RULE}", "Authorization")
     return subject
-
-
-def header(scope_headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """One header of an ASGI scope, decoded."""
-    for key, value in scope_headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None

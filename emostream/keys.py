@@ -103,14 +103,21 @@ def late_windows(shard: int) -> str:
     return f"{_tag(shard)}:late"
 
 
-def rate_counter(kind: str, key: str) -> str:
-    """Counter of what every ingest process took from one rate limit (``user`` or ``ip``)."""
-    return f"{PREFIX}:rate:{kind}:{key}"
+def rate_counter(kind: str, key: str, window: int) -> str:
+    """Counter of what every ingest process counted for one key of a rate limit (``user`` or
+    ``ip``) in one fixed window."""
+    return f"{PREFIX}:rate:{kind}:{window}:{key}"
 
 
 def worker_heartbeat(worker_id: str) -> str:
     """Set with a TTL by a live worker."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+# Sorted set: worker id -> ms of its last heartbeat, written with each heartbeat. The stats
+# find the workers here instead of scanning the keyspace for their heartbeat keys, and drop
+# the members whose heartbeat key has expired.
+LIVE_WORKERS = f"{PREFIX}:workers"
 
 
 def failures(shard: int) -> str:

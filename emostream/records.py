@@ -4,6 +4,10 @@
 ``[event_id, seq, window_start_ms, window_end_ms, total, unique_users, revision,
 [choice, count, choice, count, ...]]``; every count of the window is kept (bounded by the
 distinct emojis of one window) so history can chart any emoji, and delivery applies top-N.
+A history stream entry holds the record in its field ``HISTORY_FIELD``.
+
+This module is the format's one Python owner: delivery decodes with it, and tests and
+benchmarks that stand in for the Lua script encode with it.
 
 The same pub/sub channel carries poll records, ``["poll", event_id, poll_id, version]``
 (written by lua/poll_state.lua, lua/freeze_poll.lua and ``encode_poll_record``): a poll
@@ -12,12 +16,12 @@ changed, and delivery reads it once per node and sends its object to the event's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack
 
-# The history stream entry's one field, holding the record.
-HISTORY_FIELD = "w"
+from .errors import RecordError
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +36,32 @@ class WindowRecord:
     revision: int = 0
 
 
-class RecordError(ValueError):
-    """A history or pub/sub payload is not a window record."""
+# The field of a history stream entry that holds the record.
+HISTORY_FIELD = "w"
+_HISTORY_FIELD_BYTES = HISTORY_FIELD.encode()
+
+
+def history_entry_id(seq: int) -> str:
+    """A window's history entry id: its seq, so history can be read from any seq on."""
+    return f"{seq}-0"
+
+
+def encode_record(record: WindowRecord) -> bytes:
+    """The record as ``close_window.lua`` packs it."""
+    flat = [item for choice_count in record.counts for item in choice_count]
+    packed: bytes = msgpack.packb(
+        [
+            record.event_id,
+            record.seq,
+            record.window_start_ms,
+            record.window_end_ms,
+            record.total,
+            record.unique_users,
+            record.revision,
+            flat,
+        ]
+    )
+    return packed
 
 
 def decode_record(payload: bytes) -> WindowRecord:
@@ -53,6 +81,15 @@ def decode_record(payload: bytes) -> WindowRecord:
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise RecordError(f"not a window record: {exc}") from exc
+
+
+def record_of_entry(fields: Mapping[bytes, bytes]) -> WindowRecord:
+    """The record of a history stream entry, from its fields as redis-py returns them."""
+    try:
+        payload = fields[_HISTORY_FIELD_BYTES]
+    except KeyError:
+        raise RecordError(f"a history entry without its {HISTORY_FIELD!r} field") from None
+    return decode_record(payload)
 
 
 POLL_RECORD_KIND = "poll"

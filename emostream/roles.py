@@ -20,7 +20,8 @@ from functools import partial
 from redis.asyncio import Redis
 
 from .aggregate.worker import Worker
-from .connection import connect
+from .connection import connect_for
+from .deadlines import Deadlines
 from .deliver.app import create_delivery_app
 from .deliver.collector import CollectionPacer
 from .deliver.hub import Hub
@@ -31,6 +32,7 @@ from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
 from .ingest.limits import RateLimiter
 from .lifecycle import running
+from .metrics import Metrics, delivery_families, worker_families
 from .polls.fanout import PollFanout
 from .polls.gate import VoteBuffer
 from .polls.store import PollStore
@@ -43,15 +45,23 @@ log = logging.getLogger("emostream")
 
 
 @contextlib.asynccontextmanager
-async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]:
-    """A client for the configured Redis, or for a private one started (and stopped) here."""
+async def redis_for(
+    settings: Settings, data_dir: str = ""
+) -> AsyncIterator[tuple[Redis, Settings]]:
+    """A client for the configured Redis, or for a private one started (and stopped) here:
+    persisted in ``data_dir`` (AOF everysec) when one is given, else in a throwaway one."""
     private: PrivateRedis | None = None
     if settings.redis_url is None:
-        private = PrivateRedis().start()
-        log.info("started a private redis-server (%s) on port %d", private.binary, private.port)
+        private = PrivateRedis(appendonly=bool(data_dir), directory=data_dir or None).start()
+        log.info(
+            "started a private redis-server (%s) on port %d, data in %s",
+            private.binary,
+            private.port,
+            private.directory if data_dir else "a temporary directory (ephemeral)",
+        )
         settings = Settings(**{**settings.__dict__, "redis_url": private.url})
     assert settings.redis_url is not None
-    redis = connect(settings.redis_url)
+    redis = connect_for(settings)
     try:
         yield redis, settings
     finally:
@@ -61,7 +71,19 @@ async def redis_for(settings: Settings) -> AsyncIterator[tuple[Redis, Settings]]
 
 
 @contextlib.asynccontextmanager
-async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGIApp]:
+async def own_client(settings: Settings) -> AsyncIterator[Redis]:
+    """Another client of the same Redis, with a pool of its own."""
+    redis = connect_for(settings)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def ingest_running(
+    redis: Redis, settings: Settings, metrics: Metrics | None = None
+) -> AsyncIterator[ASGIApp]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max)
     flusher = Flusher(
         redis, settings, buffer, votes=VoteBuffer(settings.shards, settings.buffer_max)
@@ -69,9 +91,13 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
     limiter = rate_limiter(settings)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
+    deadlines = Deadlines()
     try:
-        async with running("rate-limits", partial(limiter.run, redis, settings)):
-            yield create_ingest_app(settings, buffer, flusher, limiter)
+        async with (
+            running("rate-limits", partial(limiter.run, redis, settings)),
+            running("body deadlines", deadlines.run),
+        ):
+            yield create_ingest_app(settings, buffer, flusher, deadlines, limiter, metrics)
     finally:
         await flusher.stop()
         await task
@@ -79,8 +105,11 @@ async def ingest_running(redis: Redis, settings: Settings) -> AsyncIterator[ASGI
 
 
 @contextlib.asynccontextmanager
-async def worker_running(redis: Redis, settings: Settings) -> AsyncIterator[Worker]:
+async def worker_running(
+    redis: Redis, settings: Settings, metrics: Metrics
+) -> AsyncIterator[Worker]:
     worker = Worker(redis, settings)
+    metrics.add(*worker_families(worker))
     async with running("worker", worker.run):
         yield worker
 
@@ -94,10 +123,11 @@ async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIt
 
 
 @contextlib.asynccontextmanager
-async def hub_running(redis: Redis, settings: Settings) -> AsyncIterator[Hub]:
+async def hub_running(redis: Redis, settings: Settings, metrics: Metrics) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
     hub.on_poll = PollFanout(PollStore(redis, settings), hub)
     pacer = CollectionPacer()
+    metrics.add(*delivery_families(hub, pacer))
     pacer.install()
     hub.idle = pacer.idle
     try:
@@ -124,24 +154,38 @@ def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
     return lambda listener: tune_client_sockets(listener, settings)
 
 
+# Each runner makes the process's one metrics registry; every role it runs adds its figures.
+
+
 async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), ingest_running(redis, settings) as app:
+    metrics = Metrics()
+    async with (
+        redis_for(settings) as (redis, settings),
+        ingest_running(redis, settings, metrics) as app,
+    ):
         await serve_until(app, settings, stop)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    async with redis_for(settings) as (redis, settings), worker_running(redis, settings):
-        log.info("worker running")
-        await stop.wait()
+    """The worker serves no HTTP: its metrics have a port of their own, when one is set."""
+    metrics = Metrics()
+    with metrics.served(settings.host, settings.metrics_port):
+        async with (
+            redis_for(settings) as (redis, settings),
+            worker_running(redis, settings, metrics),
+        ):
+            log.info("worker running")
+            await stop.wait()
 
 
 async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
+    metrics = Metrics()
     async with (
         redis_for(settings) as (redis, settings),
-        hub_running(redis, settings) as hub,
+        hub_running(redis, settings, metrics) as hub,
         node_registered(redis, settings, hub) as registry,
     ):
-        app = create_delivery_app(settings, hub, registry)
+        app = create_delivery_app(settings, hub, registry, metrics)
         await serve_until(app, settings, stop, hub.close, client_sockets(settings))
 
 
@@ -150,12 +194,19 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         # One command for a demo: make the admin token rather than leave the console locked.
         settings = dataclasses.replace(settings, admin_token=secrets.token_urlsafe(24))
         log.info("no EMOSTREAM_ADMIN_TOKEN set; this run's admin token: %s", settings.admin_token)
+    metrics = Metrics()
     async with (
-        redis_for(settings) as (redis, settings),
-        worker_running(redis, settings),
-        hub_running(redis, settings) as hub,
-        node_registered(redis, settings, hub) as registry,
-        ingest_running(redis, settings) as ingest_app,
+        redis_for(settings, settings.data_dir) as (redis, settings),
+        worker_running(redis, settings, metrics),
+        # Each role its own pool: a burst of history reads cannot take the connections the
+        # worker needs to close windows, nor the flusher's.
+        own_client(settings) as delivery_redis,
+        hub_running(delivery_redis, settings, metrics) as hub,
+        node_registered(delivery_redis, settings, hub) as registry,
+        own_client(settings) as ingest_redis,
+        ingest_running(ingest_redis, settings, metrics) as ingest_app,
     ):
-        app = combine(ingest_app, create_delivery_app(settings, hub, registry))
-        await serve_until(app, settings, stop, hub.close, client_sockets(settings))
+        delivery_app = create_delivery_app(settings, hub, registry, metrics, with_reactions=True)
+        await serve_until(
+            combine(ingest_app, delivery_app), settings, stop, hub.close, client_sockets(settings)
+        )

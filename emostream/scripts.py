@@ -6,6 +6,7 @@ The key and argument order mirrors each script's header comment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -46,7 +47,13 @@ class Scripts:
         )
 
     async def apply_batch(
-        self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
+        self,
+        shard: int,
+        entry_id: bytes,
+        batch: BatchTally,
+        ttl_s: int,
+        event_ttl_s: int,
+        pipe: Any,
     ) -> None:
         """Queue one batch's counts with its XACK on ``pipe``; its reply is
         ``[1, late, lost]`` applied, ``[0, 0, 0]`` already counted, ``[-1, reason]``."""
@@ -56,7 +63,13 @@ class Scripts:
             keys.batch_marker(shard, batch.batch_id),
             keys.late_windows(shard),
         ]
-        args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.windows)]
+        args: list[Any] = [
+            keys.AGGREGATORS_GROUP,
+            entry_id,
+            ttl_s,
+            len(batch.windows),
+            event_ttl_s,
+        ]
         for tally in batch.windows:
             event, start = tally.event_id, tally.window_start_ms
             call_keys += [keys.event_state(shard, event), *keys.window_keys(shard, event, start)]
@@ -66,39 +79,41 @@ class Scripts:
             args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
         await self._apply_batch(keys=call_keys, args=args, client=pipe)
 
-    async def close_window(
+    async def close_windows(
         self,
         shard: int,
-        event_id: str,
-        start_ms: int,
+        windows: Sequence[tuple[str, int]],
         window_ms: int,
         history_max: int,
         idle_ms: int,
         ttl_s: int,
-    ) -> int:
-        """Close (or revise) one event window and publish it; its seq, or 0 when it was not
-        this call's to publish."""
-        seq: int = await self._close_window(
-            keys=[
+        event_ttl_s: int,
+    ) -> list[int | str]:
+        """Close (or revise) these (event id, window start) windows of one shard, in order,
+        and publish them, in one call; per window its seq, 0 when it was not this call's to
+        publish, or why it failed."""
+        call_keys = [keys.active_events(shard), keys.late_windows(shard)]
+        args: list[Any] = [
+            window_ms,
+            history_max,
+            keys.WINDOWS_CHANNEL,
+            idle_ms,
+            ttl_s,
+            HISTORY_FIELD,
+            event_ttl_s,
+        ]
+        for event_id, start_ms in windows:
+            call_keys += [
                 keys.event_state(shard, event_id),
                 *keys.window_keys(shard, event_id, start_ms),
                 keys.window_history(shard, event_id),
                 keys.window_revisions(shard, event_id),
-                keys.active_events(shard),
-                keys.late_windows(shard),
-            ],
-            args=[
-                start_ms,
-                start_ms + window_ms,
-                history_max,
-                keys.WINDOWS_CHANNEL,
-                event_id,
-                idle_ms,
-                ttl_s,
-                HISTORY_FIELD,
-            ],
-        )
-        return seq
+            ]
+            args += [event_id, start_ms]
+        replies: list[int | bytes] = await self._close_window(keys=call_keys, args=args)
+        return [
+            reply if isinstance(reply, int) else reply.decode(errors="replace") for reply in replies
+        ]
 
     async def apply_votes(
         self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,7 +15,9 @@ from typing import Any, NamedTuple, TypeVar
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
 
+from .deadlines import Deadlines
 from .ingest.fastpath import is_reaction_path
+from .lifecycle import running
 from .polls.http_ingest import is_poll_write
 from .settings import Settings
 
@@ -92,6 +95,13 @@ async def _serve_with_hypercorn(job: _Serving) -> None:
     config.accesslog = None
     config.errorlog = log
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
+    # Heads over the limit are refused by h11 with 431 (HTTP/2: the header list limit).
+    config.h11_max_incomplete_size = settings.max_header_bytes
+    config.h2_max_header_list_size = settings.max_header_bytes
+    # hypercorn has one timer from the end of a request (or the connection's start) to the
+    # end of the next head: it bounds idle connections and slow heads alike, so it gets the
+    # shorter of the two limits. (No read_timeout: SSE clients rightly send nothing.)
+    config.keep_alive_timeout = min(settings.idle_timeout_s, settings.header_timeout_s)
     if settings.tls_certfile:
         # hypercorn then offers h2 and http/1.1 over ALPN: browsers multiplex every stream
         # of an origin over one connection instead of six per origin.
@@ -109,17 +119,22 @@ async def _serve_with_hypercorn(job: _Serving) -> None:
 async def _serve_with_uvicorn(job: _Serving) -> None:
     """uvicorn (httptools) is the default: side by side it answered 3.7x hypercorn's
     requests/s on ingest (docs/benchmarks.md) and its per-send path is a direct transport
-    write. It speaks HTTP/1.1 only; hypercorn (EMOSTREAM_SERVER=hypercorn) adds HTTP/2."""
+    write. It speaks HTTP/1.1 only; hypercorn (EMOSTREAM_SERVER=hypercorn) adds HTTP/2.
+    Its httptools protocol runs with the head limits it lacks (protocol.py)."""
     app, settings, stop, before_shutdown, tune = job
     import uvicorn
 
+    from .protocol import limited_protocol
+
+    deadlines = Deadlines()
     config = uvicorn.Config(
         app,
+        http=limited_protocol(settings, deadlines),
         lifespan="off",
         access_log=False,
         log_level="warning",
         # A keep-alive connection idle this long between requests is dropped.
-        timeout_keep_alive=30,
+        timeout_keep_alive=math.ceil(settings.idle_timeout_s),
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         backlog=LISTEN_BACKLOG,
         ssl_certfile=settings.tls_certfile or None,
@@ -143,8 +158,9 @@ async def _serve_with_uvicorn(job: _Serving) -> None:
 
     watcher = asyncio.create_task(stop_server())
     try:
-        # uvicorn takes SIGTERM/SIGINT itself while it serves, and ends serve() on them.
-        await server.serve(sockets=[listener])
+        async with running("head deadlines", deadlines.run):
+            # uvicorn takes SIGTERM/SIGINT itself while it serves, and ends serve() on them.
+            await server.serve(sockets=[listener])
     finally:
         watcher.cancel()
         listener.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE
+from .contract import CLUSTER_NAME, CLUSTER_NAME_RULE, EVENT_ID, EVENT_ID_RULE
 from .errors import ConfigError
 
 PREFIX = "EMOSTREAM_"
@@ -40,10 +40,21 @@ def one_of(*choices: str) -> Any:
     return field(default=choices[0], metadata={"check": lambda v: "" if v in choices else allowed})
 
 
+def default_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Per user, as the XDG base directories say: $XDG_DATA_HOME/emostream, else
+    ~/.local/share/emostream."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "emostream")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Unset: `emostream up` starts a private redis-server it owns.
     redis_url: str | None = field(default=None, repr=False)
+    # Where that private Redis of `emostream up` keeps its append-only file, so history and
+    # seq survive a restart; "" for a throwaway directory (`--ephemeral`).
+    data_dir: str = field(default_factory=default_data_dir)
     window_s: float = at_least(0.1, 2.0)
     top_n: int = at_least(1, 5)
     scale: int = at_least(1, 1000)
@@ -109,21 +120,63 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = at_least(1, 8000, high=65535)
     # Rate limits, shared by every ingest process (ingest/limits.py); a rate of 0 turns one
-    # off. Reactions a second per user id: a person taps a few times a second, a script
-    # thousands. Requests a second per client address: off by default, since a whole
-    # stadium can share one address behind NAT.
-    user_rate: float = at_least(0, 50.0)
-    user_burst: float = at_least(1, 100.0)
+    # off. Reactions a second per user id: a person taps a few times a second, the seed's
+    # load generator sends about 100 from one user id, a flooding script thousands.
+    # Requests a second per client address: off by default, since a whole stadium can
+    # share one address behind NAT.
+    user_rate: float = at_least(0, 200.0)
+    user_burst: float = at_least(1, 400.0)
     ip_rate: float = at_least(0, 0.0)
     ip_burst: float = at_least(1, 200.0)
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
     trusted_proxies: tuple[str, ...] = ()
     rate_sync_interval_ms: int = at_least(10, 100)
-    # Polls, votes and trivia (emostream/polls/), and who may respond. The admin token guards
-    # every admin call (unset: admin calls are refused with 403; `emostream up` makes one and
-    # logs it). With a token secret, reactions and votes need a signed HS256 user token whose
-    # `sub` is the user id; unset, users are anonymous as before.
+    # Where a worker serves its Prometheus metrics (/metrics); 0 serves none. Ingest and
+    # delivery serve /metrics on their own port.
+    metrics_port: int = at_least(0, 0, high=65535)
+    # -- Safe in public (issue 11): bounded events, per-event expiry, Redis pools --
+    # Events with open windows at once (the shards' active-events sets). A reaction to a new
+    # event beyond it is refused with 429 `too_many_events`; ingest checks a local view it
+    # refreshes from Redis once a second, so the count may overshoot a little (README).
+    max_active_events: int = at_least(1, 10_000)
+    # When set (comma-separated event ids), only these events take reactions; any other gets
+    # 404 `unknown_event`.
+    events: tuple[str, ...] = ()
+    # Every key of an event (state, history, revisions) expires this long after its last
+    # published window; a reaction after that starts the event afresh at seq 1.
+    event_ttl_s: int = at_least(1, 24 * 3600)
+    # Connections of each role's Redis client (`emostream up` gives each role its own). A
+    # caller finding every one busy waits up to redis_pool_timeout_ms for one: a burst queues
+    # instead of failing at once. 2,000 simultaneous history reads took 4 s to drain on a
+    # loaded 2-core machine, the last ones waiting about that long, hence 10 s.
+    redis_max_connections: int = at_least(1, 100)
+    redis_pool_timeout_ms: int = at_least(1, 10_000)
+    # -- Safe in public: HTTP limits of every role on either server software, the operator
+    # token and client registration (README, "Safe in public").
+    # A request head (request line and headers) larger than this is refused with 431.
+    max_header_bytes: int = at_least(1024, 16 * 1024)
+    # A request head must be complete this long after its first byte (or after the
+    # connection opened): a slow head is cut, so idle sockets cannot pile up.
+    header_timeout_s: float = above(0, 10.0)
+    # A request body must be complete this long after its head, else 408.
+    body_timeout_s: float = above(0, 30.0)
+    # A keep-alive connection idle this long between requests is closed.
+    idle_timeout_s: float = above(0, 30.0)
+    # A body answered before it was read (413, 405, ...) is read and dropped up to this many
+    # bytes before the connection closes: a client that sends its whole body before reading
+    # (Python's urllib) then reads the answer instead of a connection reset.
+    drain_max_bytes: int = at_least(0, 8 * 1024 * 1024)
+    # The operator's token. When set, /v1/stats (and the dashboard) need
+    # `Authorization: Bearer <admin_token>`, and so does every poll admin call; unset, the
+    # stats are open but poll admin calls are refused with 403. `emostream up` makes one when
+    # none is set and logs it, so under `up` the stats need it too.
     admin_token: str = field(default="", repr=False)
+    # Client registrations per client address: a token bucket refilled at this rate.
+    registration_rate_per_s: float = above(0, 2.0)
+    registration_burst: int = at_least(1, 20)
+    # -- Polls, votes and trivia (emostream/polls/), and who may respond (admin_token above).
+    # With a token secret, reactions and votes need a signed HS256 user token whose `sub` is
+    # the user id; unset, users are anonymous as before.
     token_secret: str = field(default="", repr=False)
     token_audience: str = "emostream"
     # Ingest answers votes from a per-process copy of each poll's rules and state read at most
@@ -159,6 +212,15 @@ class Settings:
             )
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
+        for event_id in self.events:
+            if not EVENT_ID.fullmatch(event_id):
+                raise ConfigError(f"{PREFIX}EVENTS must list event ids of {EVENT_ID_RULE}")
+        if self.event_ttl_s < max(self.event_idle_s, self.revision_horizon_s):
+            # An event's keys outlive its idle tail and every revision of its windows.
+            raise ConfigError(
+                f"{PREFIX}EVENT_TTL_S must be at least {PREFIX}EVENT_IDLE_S and "
+                f"{PREFIX}REVISION_HORIZON_S"
+            )
 
     @property
     def node_url(self) -> str:

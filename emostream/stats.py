@@ -2,9 +2,10 @@
 ``GET /v1/stats``.
 
 Everything comes from what the roles already write: worker heartbeats (aggregate/heartbeat.py,
-cumulative counters with their own ``at_ms``), the consumer group on each raw shard, the
-producers' watermarks, the dead-letter streams and the delivery nodes' registrations. Nothing
-here writes to Redis.
+cumulative counters with their own ``at_ms``) found through the live-workers index, the
+consumer group on each raw shard, the producers' watermarks, the dead-letter streams and the
+delivery nodes' registrations. No keyspace scan: every read names its keys. The one write
+drops workers whose heartbeat expired from the live-workers index.
 
 Rates need two samples, and Redis keeps only counters, so the reader remembers the previous
 heartbeat of each worker and a few samples of its node's window counter. Rates are therefore
@@ -30,8 +31,6 @@ from .windows import producer_is_live
 
 # The dashboard lists the most recently active events of each shard, not all of them.
 EVENTS_PER_SHARD = 10
-# Heartbeat keys fetched per SCAN call; SCAN never blocks Redis the way KEYS does.
-SCAN_COUNT = 500
 RATE_SPAN_S = 10.0
 
 
@@ -130,26 +129,24 @@ class StatsReader:
 
     async def heartbeats(self) -> list[tuple[Heartbeat, int]]:
         """Every live worker's heartbeat with its remaining TTL in ms."""
-        names = [
-            name
-            async for name in self.redis.scan_iter(
-                match=keys.worker_heartbeat("*"), count=SCAN_COUNT
-            )
-        ]
-        if not names:
+        members: Any = await self.redis.zrange(keys.LIVE_WORKERS, 0, -1)
+        workers = [m.decode() if isinstance(m, bytes) else m for m in members]
+        if not workers:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.get(name)
-            pipe.pttl(name)
+        for worker in workers:
+            pipe.get(keys.worker_heartbeat(worker))
+            pipe.pttl(keys.worker_heartbeat(worker))
         replies = await pipe.execute()
-        prefix = len(keys.worker_heartbeat(""))
-        beats = []
-        for index, name in enumerate(names):
-            text = name.decode() if isinstance(name, bytes) else name
-            beat = parse_heartbeat(text[prefix:], replies[2 * index])
-            if beat is not None:
+        beats, gone = [], []
+        for index, worker in enumerate(workers):
+            beat = parse_heartbeat(worker, replies[2 * index])
+            if beat is None:
+                gone.append(worker)  # its heartbeat expired: the worker died
+            else:
                 beats.append((beat, int(replies[2 * index + 1])))
+        if gone:
+            await self.redis.zrem(keys.LIVE_WORKERS, *gone)
         return beats
 
     async def shards(self, now: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

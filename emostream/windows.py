@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Mapping
+
 
 def window_start(ts_ms: int, window_ms: int) -> int:
     """Start of the window holding ``ts_ms``; windows are aligned to the Unix epoch."""
     return ts_ms - ts_ms % window_ms
 
 
-def closable_starts(next_start_ms: int, safe_ms: int, window_ms: int, limit: int) -> list[int]:
-    """Starts of the windows, oldest first, that end at or before ``safe_ms``.
+def due_windows(
+    next_starts: Mapping[str, int], safe_ms: int, window_ms: int, limit: int
+) -> list[tuple[str, int]]:
+    """(event, window start) of the windows that end at or before ``safe_ms``, oldest first
+    across every event, at most ``limit``: each event's oldest open window is
+    ``next_starts[event]``.
 
-    ``next_start_ms`` is the oldest window not closed yet; at most ``limit`` are returned so a
-    long outage catches up in bounded steps.
+    Oldest first is what keeps closing fair: when there is more to close than one pass takes
+    (a catch-up after an outage), the most overdue windows go first whichever event they
+    belong to, and an event's own windows stay in order.
     """
-    starts: list[int] = []
-    start = next_start_ms
-    while start + window_ms <= safe_ms and len(starts) < limit:
-        starts.append(start)
-        start += window_ms
-    return starts
+    heap = [(start, event) for event, start in next_starts.items() if start + window_ms <= safe_ms]
+    heapq.heapify(heap)
+    due: list[tuple[str, int]] = []
+    while heap and len(due) < limit:
+        start, event = heap[0]
+        due.append((event, start))
+        if start + 2 * window_ms <= safe_ms:
+            heapq.heapreplace(heap, (start + window_ms, event))
+        else:
+            heapq.heappop(heap)
+    return due
 
 
 def producer_is_live(watermark_ms: int, now_ms: int, timeout_ms: int) -> bool:

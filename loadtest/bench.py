@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bench_e2e, bench_ingest, bench_votes, bench_worker, environment, plots
+from .bench_closer import CLOSER_BEGIN, CLOSER_END
 from .bench_report import figures_section, render
 from .procs import ROOT
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         stored: dict[str, Any] = json.loads(Path(args.render).read_text())
         figures = plots.draw(stored, DOCS)
         votes = bench_votes.section(REPORT.read_text() if REPORT.exists() else "", None)
-        REPORT.write_text(render(stored) + figures_section(figures) + votes + fanout_section())
+        REPORT.write_text(render(stored) + figures_section(figures) + votes + kept_sections())
         print(f"re-rendered {REPORT.relative_to(ROOT)} from {args.render}")
         return 0
     tiers = args.only or list(TIERS)
@@ -98,19 +99,31 @@ def main(argv: list[str] | None = None) -> int:
         DOCS.mkdir(exist_ok=True)
         figures = plots.draw(results, DOCS)
         votes = bench_votes.section(existing, votes_block)
-        REPORT.write_text(report + figures_section(figures) + votes + fanout_section())
+        REPORT.write_text(report + figures_section(figures) + votes + kept_sections())
         print(f"wrote {REPORT.relative_to(ROOT)} and {len(figures)} figures")
     print(f"raw results: {raw}; {results['seconds']:.0f} s")
     return 0
 
 
-def fanout_section() -> str:
-    """The delivery fan-out tier (issue 4) writes between these markers; a rerun keeps it."""
-    kept = ""
+def kept_between(begin: str, end: str) -> str:
+    """What the report holds between two markers: a section a benchmark that runs on its own
+    wrote there ("" if none)."""
     if REPORT.exists():
         text = REPORT.read_text()
-        if FANOUT_BEGIN in text and FANOUT_END in text:
-            kept = text.split(FANOUT_BEGIN, 1)[1].split(FANOUT_END, 1)[0]
+        if begin in text and end in text:
+            return text.split(begin, 1)[1].split(end, 1)[0]
+    return ""
+
+
+def kept_sections() -> str:
+    """The fan-out and closer sections, kept when scripts/bench reruns."""
+    closer = kept_between(CLOSER_BEGIN, CLOSER_END)
+    return fanout_section() + (f"\n{CLOSER_BEGIN}{closer}{CLOSER_END}\n" if closer else "")
+
+
+def fanout_section() -> str:
+    """The delivery fan-out tier (issue 4) writes between these markers; a rerun keeps it."""
+    kept = kept_between(FANOUT_BEGIN, FANOUT_END)
     if not kept.strip():
         kept = (
             "\n## Delivery fan-out\n\nThe fan-out benchmark of issue 4 (SSE clients per process, "

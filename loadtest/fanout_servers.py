@@ -18,12 +18,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgpack
 from redis import Redis
 
 from emostream import keys
 from emostream.deliver.frames import window_frame
-from emostream.records import decode_record
+from emostream.records import HISTORY_FIELD, WindowRecord, encode_record, history_entry_id
 from emostream.redis_server import free_port
 from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
@@ -62,24 +61,17 @@ def raise_nofile() -> None:
 # -- windows ---------------------------------------------------------------------------------
 
 
-def window_record(seq: int) -> bytes:
-    """A record as close_window.lua packs it: 8 emojis with counts, like a busy window."""
+def window(seq: int) -> WindowRecord:
+    """8 emojis with counts, like a busy window."""
     start_ms = 1_700_000_000_000 + seq * 2000
-    flat: list[str | int] = []
-    for rank, emoji in enumerate(EMOJIS):
-        flat += [emoji, 5000 - rank * 600]
-    total = sum(int(c) for c in flat[1::2])
-    packed: bytes = msgpack.packb([EVENT_ID, seq, start_ms, start_ms + 2000, total, 2300, 0, flat])
-    return packed
+    counts = tuple((emoji, 5000 - rank * 600) for rank, emoji in enumerate(EMOJIS))
+    total = sum(count for _emoji, count in counts)
+    return WindowRecord(EVENT_ID, seq, start_ms, start_ms + 2000, total, 2300, counts)
 
 
 def window_json(settings: Settings, seq: int) -> bytes:
     """The ``data:`` JSON our clients receive for this window: what nchan is sent."""
-    frame = window_frame(
-        EmojiSwarmRule(settings.top_n, settings.scale).window_object(
-            decode_record(window_record(seq))
-        )
-    )
+    frame = window_frame(EmojiSwarmRule(settings.top_n, settings.scale).window_object(window(seq)))
     return next(line[6:] for line in frame.split(b"\n") if line.startswith(b"data: "))
 
 
@@ -246,9 +238,10 @@ class Delivery:
         return self.process.pid
 
     def publish(self, seq: int) -> float:
-        record = window_record(seq)
+        record = encode_record(window(seq))
         pipe = self.redis.pipeline(transaction=True)  # XADD + PUBLISH as one step, like Lua
-        pipe.xadd(self.history, {"w": record}, id=f"{seq}-0", maxlen=1000, approximate=True)
+        entry_id = history_entry_id(seq)
+        pipe.xadd(self.history, {HISTORY_FIELD: record}, id=entry_id, maxlen=1000, approximate=True)
         pipe.publish(keys.WINDOWS_CHANNEL, record)
         sent = time.time()
         pipe.execute()

@@ -16,10 +16,13 @@
 -- ARGV[1]  consumer group                   ARGV[2]  entry id
 -- ARGV[3]  TTL in seconds of window keys and of the batch-id marker (the revision horizon)
 -- ARGV[4]  number of window tallies
--- then for each tally, 5 values: event id, window start ms, total, msgpack array of
---          [emoji, count, emoji, count, ...], msgpack array of the user ids (as ingest packed
---          them; repeats are harmless to PFADD). Packed so the client sends 5 arguments, not
---          one per user: per-argument encoding in redis-py cost 80% of a worker's time.
+-- ARGV[5]  TTL in seconds of an event state hash this call creates or writes (close_window.lua
+--          refreshes it with every publication)
+-- then for each tally, 5 values from ARGV[6+5i]: event id, window start ms, total, msgpack
+--          array of [emoji, count, emoji, count, ...], msgpack array of the user ids (as
+--          ingest packed them; repeats are harmless to PFADD). Packed so the client sends 5
+--          arguments, not one per user: per-argument encoding in redis-py cost 80% of a
+--          worker's time.
 -- Returns  {1, reactions counted late into closed windows, reactions lost late} when applied,
 --          {0, 0, 0} when skipped as already counted,
 --          {-1, "WRONGTYPE <key>"} when a key has the wrong type (nothing written).
@@ -40,12 +43,12 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     end
   end
 end
-local ttl = tonumber(ARGV[3])
+local ttl, event_ttl = tonumber(ARGV[3]), tonumber(ARGV[5])
 local late, lost = 0, 0
 for i = 0, tonumber(ARGV[4]) - 1 do
   local k = 5 + 5 * i
   local state, counts, users, total_key, meta = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local a = 5 + 5 * i
+  local a = 6 + 5 * i
   local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
 
   local st = redis.call('HMGET', state, 'next', 'seq')
@@ -56,6 +59,7 @@ for i = 0, tonumber(ARGV[4]) - 1 do
   if next_start == nil or (not active and start > next_start) or (seq == 0 and start < next_start) then
     next_start = start
     redis.call('HSET', state, 'next', start)
+    redis.call('EXPIRE', state, event_ttl)
   end
   local count_it = true
   if start < next_start then
@@ -65,6 +69,7 @@ for i = 0, tonumber(ARGV[4]) - 1 do
     else
       lost = lost + total
       redis.call('HINCRBY', state, 'lost', total)
+      redis.call('EXPIRE', state, event_ttl)
       count_it = false
     end
   end

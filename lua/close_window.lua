@@ -1,68 +1,103 @@
--- Publish one event window: close the oldest open one, or revise a closed one that received
--- late reactions. Numbers it, stores it in history, publishes it.
+-- Publish event windows of one shard, in the order given: close each event's oldest open
+-- window, or revise a closed one that received late reactions. Numbers each, stores it in
+-- history, publishes it. Many windows per call: one call per window cost the closer a round
+-- trip per event and window, too slow for thousands of events (docs/benchmarks.md).
 --
 -- Exactly once with any number of workers: a close acts only if the event's `next` window is
--- still ARGV[1] (and the event is active); a revision only if its SREM from the late set
--- succeeds. Any other call returns 0.
+-- still that window's start (and the event is active); a revision only if its SREM from the
+-- late set succeeds. Any other window gets 0. Each window runs under pcall, so one whose
+-- keys are broken (a wrong type) fails alone, as a call of its own would, and the rest of
+-- the call goes on.
 --
--- KEYS[1]  event state hash (next, seq)      KEYS[2]  window counts sorted set
--- KEYS[3]  window users HyperLogLog          KEYS[4]  window total counter
--- KEYS[5]  window meta hash (seq, rev)       KEYS[6]  event history stream
--- KEYS[7]  event revisions hash              KEYS[8]  active-events sorted set of the shard
--- KEYS[9]  late-windows set of the shard
--- ARGV[1]  window start ms                   ARGV[2]  window end ms
--- ARGV[3]  windows kept in history           ARGV[4]  pub/sub channel
--- ARGV[5]  event id                          ARGV[6]  idle ms: retire the event once its
+-- KEYS[1]  active-events sorted set of the shard
+-- KEYS[2]  late-windows set of the shard
+-- then for each window i (0-based), 7 keys from KEYS[3+7i]: event state hash (next, seq),
+--          window counts sorted set, window users HyperLogLog, window total counter, window
+--          meta hash (seq, rev), event history stream, event revisions hash
+-- ARGV[1]  window length ms                  ARGV[2]  windows kept in history
+-- ARGV[3]  pub/sub channel                   ARGV[4]  idle ms: retire an event once its
 --                                                     newest active window is this old
--- ARGV[7]  TTL s of the window keys after closing (the revision horizon)
--- ARGV[8]  field of the history entry that holds the record
--- Returns  the window's seq, or 0 if it was not this call's to publish.
+-- ARGV[5]  TTL s of the window keys after closing (the revision horizon)
+-- ARGV[6]  field of the history entry that holds the record
+-- ARGV[7]  TTL s of the event's own keys (state, history, revisions), refreshed by every
+--          publication: an event idle this long is forgotten
+-- then for each window i, 2 values from ARGV[8+2i]: event id, window start ms
+-- Returns  one reply per window: its seq, 0 if it was not this call's to publish, or the
+--          error text if it failed.
 -- Record   cmsgpack array [event_id, seq, start, end, total, unique_users, revision,
 --          [emoji, count, ...]] (see emostream/records.py). A first publication is history
 --          entry <seq>-0; a revision replaces the window's record in the revisions hash.
-local start = tonumber(ARGV[1])
-local next_start = tonumber(redis.call('HGET', KEYS[1], 'next'))
-local seq, revision
-if next_start == start and redis.call('ZSCORE', KEYS[8], ARGV[5]) then
-  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  revision = 0
-  redis.call('HSET', KEYS[1], 'next', ARGV[2])
-  redis.call('HSET', KEYS[5], 'seq', seq, 'rev', 0)
-elseif next_start ~= nil and start < next_start
-    and redis.call('SREM', KEYS[9], ARGV[5] .. ' ' .. ARGV[1]) == 1 then
-  seq = tonumber(redis.call('HGET', KEYS[5], 'seq'))
-  if seq == nil then
+local active_key, late_key = KEYS[1], KEYS[2]
+local window_ms, history_max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local channel, idle_ms, ttl, field = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local event_ttl = tonumber(ARGV[7])
+
+local function publish(k, event_id, start)
+  local state, counts, users, total_key = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local meta, history, revisions = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+  local window_end = start + window_ms
+  local next_start = tonumber(redis.call('HGET', state, 'next'))
+  local newest = next_start == start and redis.call('ZSCORE', active_key, event_id)
+  local seq, revision
+  if newest then
+    seq = redis.call('HINCRBY', state, 'seq', 1)
+    revision = 0
+    redis.call('HSET', state, 'next', window_end)
+    redis.call('HSET', meta, 'seq', seq, 'rev', 0)
+  elseif next_start ~= nil and start < next_start
+      and redis.call('SREM', late_key, event_id .. ' ' .. start) == 1 then
+    seq = tonumber(redis.call('HGET', meta, 'seq'))
+    if seq == nil then
+      return 0
+    end
+    revision = redis.call('HINCRBY', meta, 'rev', 1)
+  else
     return 0
   end
-  revision = redis.call('HINCRBY', KEYS[5], 'rev', 1)
-else
-  return 0
-end
-local flat = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-for i = 2, #flat, 2 do
-  flat[i] = tonumber(flat[i])
-end
-local total = tonumber(redis.call('GET', KEYS[4]) or '0')
-local unique_users = redis.call('PFCOUNT', KEYS[3])
-local record = cmsgpack.pack({ARGV[5], seq, start, tonumber(ARGV[2]), total, unique_users,
-  revision, flat})
-if revision == 0 then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', ARGV[8], record)
-  -- Revisions of windows trimmed from history go with them.
-  redis.call('HDEL', KEYS[7], seq - tonumber(ARGV[3]))
-else
-  redis.call('HSET', KEYS[7], seq, record)
-end
-redis.call('PUBLISH', ARGV[4], record)
--- Kept (not deleted) until the revision horizon, so a late batch can still be counted.
-local ttl = tonumber(ARGV[7])
-for k = 2, 5 do
-  redis.call('EXPIRE', KEYS[k], ttl)
-end
-if revision == 0 then
-  local newest = tonumber(redis.call('ZSCORE', KEYS[8], ARGV[5]))
-  if newest ~= nil and tonumber(ARGV[2]) - newest > tonumber(ARGV[6]) then
-    redis.call('ZREM', KEYS[8], ARGV[5])
+  -- An empty window has no counts, users or total keys (a batch writes all three): most
+  -- windows of a flood of one-off events are empty, so they skip those calls.
+  local total = tonumber(redis.call('GET', total_key) or '0')
+  local flat, unique_users = {}, 0
+  if total > 0 then
+    flat = redis.call('ZRANGE', counts, 0, -1, 'WITHSCORES')
+    for i = 2, #flat, 2 do
+      flat[i] = tonumber(flat[i])
+    end
+    unique_users = redis.call('PFCOUNT', users)
+    for key = k + 1, k + 3 do
+      redis.call('EXPIRE', KEYS[key], ttl)
+    end
   end
+  local record = cmsgpack.pack({event_id, seq, start, window_end, total, unique_users,
+    revision, flat})
+  if revision == 0 then
+    redis.call('XADD', history, 'MAXLEN', '~', history_max, seq .. '-0', field, record)
+    -- Revisions of windows trimmed from history go with them.
+    redis.call('HDEL', revisions, seq - history_max)
+  else
+    redis.call('HSET', revisions, seq, record)
+  end
+  redis.call('PUBLISH', channel, record)
+  -- Window keys are kept (not deleted) until the revision horizon, so a late batch can
+  -- still be counted.
+  redis.call('EXPIRE', meta, ttl)
+  -- Together, so the history never outlives the seq it is numbered by (XADD of seq 1 on an
+  -- older history would fail).
+  redis.call('EXPIRE', state, event_ttl)
+  redis.call('EXPIRE', history, event_ttl)
+  redis.call('EXPIRE', revisions, event_ttl)
+  if revision == 0 and window_end - tonumber(newest) > idle_ms then
+    redis.call('ZREM', active_key, event_id)
+  end
+  return seq
 end
-return seq
+
+local replies = {}
+for i = 0, (#ARGV - 7) / 2 - 1 do
+  local ok, reply = pcall(publish, 3 + 7 * i, ARGV[8 + 2 * i], tonumber(ARGV[9 + 2 * i]))
+  if not ok then
+    reply = type(reply) == 'table' and reply.err or tostring(reply)
+  end
+  replies[#replies + 1] = reply
+end
+return replies

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from emostream.connection import connect
+from emostream.redis_cluster import PrivateCluster, private_cluster
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.settings import Settings
 
@@ -172,3 +173,10 @@ def processes(redis_server: PrivateRedis, tmp_path: object) -> Iterator[ProcessF
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """A private 3-primary, 3-replica Redis Cluster on free loopback ports."""
+    with private_cluster() as cluster:
+        yield cluster

@@ -14,7 +14,7 @@ from emostream.deliver.frames import stream_swarm_windows, swarm_windows
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
 from emostream.ingest.validation import Reaction, ReactionColumns
-from emostream.records import WindowRecord, decode_record
+from emostream.records import WindowRecord, record_of_entry
 from emostream.settings import Settings
 
 
@@ -25,7 +25,7 @@ def reactions(pairs: Iterable[tuple[str, str]]) -> ReactionColumns:
 async def history(redis: Redis, settings: Settings, event_id: str) -> list[WindowRecord]:
     shard = keys.shard_of(event_id, settings.shards)
     entries: Any = await redis.xrange(keys.window_history(shard, event_id))
-    return [decode_record(fields[b"w"]) for _id, fields in entries]
+    return [record_of_entry(fields) for _id, fields in entries]
 
 
 async def eventually(

@@ -382,3 +382,47 @@ def test_a_page_on_another_origin_can_send_and_watch(
             assert time.monotonic() < deadline, f"page saw {seen}; console: {problems}"
             page.wait_for_timeout(100)
         context.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_the_dashboard_asks_for_the_admin_token(
+    browser: Browser, processes: ProcessFactory
+) -> None:
+    """With EMOSTREAM_ADMIN_TOKEN set, the dashboard shows a token form instead of stats; the
+    token the operator types is kept in the tab's sessionStorage and sent, never served."""
+    token = "dashboard-secret-51c7"
+    up = processes.role("up", EMOSTREAM_ADMIN_TOKEN=token)
+    assert token not in httpx.get(f"{up.url}/dashboard").text
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{up.url}/dashboard")
+    field = page.locator("#admin-token")
+    field.wait_for(state="visible", timeout=WAIT_S * 1000)
+    assert page.locator("#state").get_attribute("data-state") == "locked"
+
+    field.fill("not-the-token")
+    page.get_by_role("button", name="Show stats").click()
+    page.wait_for_function(
+        "() => document.querySelector('#token-note').textContent.includes('refused')",
+        timeout=WAIT_S * 1000,
+    )
+    assert page.evaluate("sessionStorage.getItem('emostream.adminToken')") is None
+
+    field.fill(token)
+    page.get_by_role("button", name="Show stats").click()
+    page.wait_for_function(
+        "() => document.querySelector('#state').dataset.state === 'live'", timeout=WAIT_S * 1000
+    )
+    assert page.locator("#token-form").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('emostream.adminToken')") == token
+    # The up process runs a worker: the stats it was let in to read show it.
+    page.wait_for_function(
+        "() => document.querySelector('#workers-count').textContent === '1'",
+        timeout=WAIT_S * 1000,
+    )
+    assert token not in page.content()
+    assert not errors, errors
+    context.close()

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -27,6 +26,7 @@ from emostream.deliver.app import create_delivery_app
 from emostream.deliver.frames import stream_swarm_windows
 from emostream.deliver.hub import Hub
 from emostream.deliver.sockets import tune_client_sockets
+from emostream.records import HISTORY_FIELD, WindowRecord, encode_record, history_entry_id
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.roles import client_sockets
 from emostream.rules import EmojiSwarmRule
@@ -75,12 +75,13 @@ async def server(redis: Redis, wide: Settings) -> AsyncIterator[Hub]:
 
 async def publish_window(redis: Redis, settings: Settings, seq: int) -> None:
     start = 1_795_000_000_000 + seq * 2000
-    flat: list[object] = []
-    for index in range(EMOJIS_PER_WINDOW):
-        flat += [f"emoji-{index:04d}-padding", 1000 + index]
-    record = msgpack.packb([EVENT, seq, start, start + 2000, 10**6, 5000, 0, flat])
+    counts = tuple(
+        (f"emoji-{index:04d}-padding", 1000 + index) for index in range(EMOJIS_PER_WINDOW)
+    )
+    record = encode_record(WindowRecord(EVENT, seq, start, start + 2000, 10**6, 5000, counts))
     shard = keys.shard_of(EVENT, settings.shards)
-    await redis.xadd(keys.window_history(shard, EVENT), {"w": record}, id=f"{seq}-0")
+    history = keys.window_history(shard, EVENT)
+    await redis.xadd(history, {HISTORY_FIELD: record}, id=history_entry_id(seq))
     await redis.publish(keys.WINDOWS_CHANNEL, record)
 
 
@@ -91,6 +92,17 @@ def raw_client(port: int) -> socket.socket:
     sock.connect(("127.0.0.1", port))
     sock.sendall(f"GET /v1/events/{EVENT}/stream HTTP/1.1\r\nHost: test\r\n\r\n".encode())
     return sock
+
+
+async def stream_started(sock: socket.socket) -> None:
+    """Reads until the client has been sent its retry hint: its stream writes from then on."""
+    sock.setblocking(False)
+    received = b""
+    while b"retry: " not in received:
+        chunk = await asyncio.get_running_loop().sock_recv(sock, 4096)
+        if not chunk:
+            raise ConnectionError("the server closed the stream")
+        received += chunk
 
 
 class SlowReader(threading.Thread):
@@ -164,7 +176,7 @@ async def test_slow_and_vanished_clients_never_delay_a_normal_one(
         windows = await normal
         # The normal client has left; the slow and stalled ones are still attached, and the
         # server made writes to both wait (finished, or timed out, in their own tasks).
-        subscribers = [s for group in hub._subscribers.values() for s in group]
+        subscribers = hub.subscribers_of(EVENT)
         assert [s.waits > 0 for s in subscribers] == [True, True]
         # Every window, in order, while the others were stuck behind their sockets.
         assert [w["seq"] for w in windows] == list(range(1, WINDOWS + 1))
@@ -221,11 +233,14 @@ async def test_idle_runs_once_every_client_has_written_the_window(
     def idle() -> None:
         if not hub.windows_received:
             return  # a quiet tick before the window
-        subscribers = [s for group in hub._subscribers.values() for s in group]
+        subscribers = hub.subscribers_of(EVENT)
         seen.append([(s.sent[0], s.sending_since is None) for s in subscribers])
 
     try:
         await eventually(connections_at_least(hub, 50), timeout_s=20)
+        # A client counts as connected once it has joined, which can be before its stream
+        # has started writing; the window must find every stream started.
+        await asyncio.wait_for(asyncio.gather(*(stream_started(sock) for sock in clients)), 20)
         hub.idle = idle
         await publish_window(redis, wide, 1)
         await eventually(_true_when(lambda: bool(seen)), timeout_s=10)

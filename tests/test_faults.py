@@ -92,7 +92,7 @@ async def stored_windows(redis: Redis, settings: Settings) -> dict[tuple[str, in
     hub = Hub(redis, settings, EmojiSwarmRule())
     windows = {}
     for event in EVENTS:
-        for record in await hub.history(event, 0, 10_000):
+        for record in await hub.history.after(event, 0, 10_000):
             windows[(event, record.window_start_ms)] = record
     return windows
 
@@ -213,5 +213,57 @@ async def test_redis_kill_9_and_restart_under_load(
             if r.window_start_ms > time.time() * 1000 - 4000
         ]
         assert windows_after, "no window closed after the restart"
+    finally:
+        await redis.aclose()
+
+
+async def group_consumers(redis: Redis) -> dict[str, int]:
+    """Name -> pending entries of every consumer of the group, over every shard."""
+    found: Counter[str] = Counter()
+    for shard in range(SHARDS):
+        info: Any = await redis.xinfo_consumers(keys.raw_stream(shard), keys.AGGREGATORS_GROUP)
+        found.update({c["name"].decode(): c["pending"] for c in info})
+    return dict(found)
+
+
+async def test_a_sigkilled_workers_consumer_leaves_the_group_and_nothing_is_lost(
+    processes: ProcessFactory, redis_server: PrivateRedis
+) -> None:
+    env = {
+        **FAULT_ENV,
+        "EMOSTREAM_CLAIM_IDLE_MS": "300",
+        "EMOSTREAM_WORKER_HEARTBEAT_TTL_MS": "900",
+    }
+    ingest = processes.role("ingest", **env)
+    doomed = processes.role("worker", **env)
+    sent: Counter[tuple[str, str]] = Counter()
+    timeline: list[tuple[float, int]] = []
+    redis = connect(redis_server.url)
+    settings = Settings(redis_url=redis_server.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
+    try:
+        await send_load(ingest.url, 15, 1.5, sent, timeline)
+        await wait_until_counted(redis, settings, sum(sent.values()))
+        [dead_name] = await group_consumers(redis)
+        doomed.kill()
+        await send_load(ingest.url, 16, 1.0, sent, timeline)
+        await asyncio.sleep(1.0)  # the last flush lands
+        # What the worker had read when it died: pending on it, never counted.
+        for shard in range(SHARDS):
+            await redis.xreadgroup(keys.AGGREGATORS_GROUP, dead_name, {keys.raw_stream(shard): ">"})
+        assert (await group_consumers(redis))[dead_name] > 0
+
+        survivor = processes.role("worker", **env)
+        deadline = time.monotonic() + 30
+        while dead_name in await group_consumers(redis):
+            assert time.monotonic() < deadline, "the dead worker's consumer is still listed"
+            await asyncio.sleep(0.2)
+        await wait_until_counted(redis, settings, sum(sent.values()))
+        per_emoji: Counter[tuple[str, str]] = Counter()
+        for (event, _start), record in (await stored_windows(redis, settings)).items():
+            per_emoji.update({(event, emoji): count for emoji, count in record.counts})
+        assert per_emoji == sent
+        assert await pending_entries(redis) == 0
+        assert survivor.popen is not None and survivor.popen.poll() is None
+        assert len(await group_consumers(redis)) == 1  # the survivor alone
     finally:
         await redis.aclose()

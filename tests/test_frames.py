@@ -5,6 +5,7 @@ import json
 import pytest
 
 from emostream.deliver.frames import (
+    HEARTBEAT,
     parse_last_event_id,
     retry_frame,
     swarm_windows,
@@ -20,6 +21,16 @@ def test_window_frame_is_one_sse_event_with_the_seq_as_id() -> None:
     assert lines[2].startswith("data: ")
     assert json.loads(lines[2][len("data: ") :]) == window
     assert frame.endswith("\n\n") and frame.count("\n") == 4
+
+
+def test_frames_are_the_bytes_clients_have_always_been_sent() -> None:
+    """sse-starlette encodes them; its default line end is "\\r\\n", ours stays "\\n"."""
+    window = {"seq": 42, "event_id": "live", "top": [{"emoji": "🔥", "count": 1}]}
+    data = '{"seq":42,"event_id":"live","top":[{"emoji":"🔥","count":1}]}'
+    assert window_frame(window) == f"id: 42\nevent: swarm\ndata: {data}\n\n".encode()
+    revision = {"seq": 42, "revision": 1, "top": []}
+    assert window_frame(revision) == b'event: swarm\ndata: {"seq":42,"revision":1,"top":[]}\n\n'
+    assert HEARTBEAT == b": heartbeat\n\n"
 
 
 def test_retry_frame() -> None:

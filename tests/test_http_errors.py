@@ -143,6 +143,7 @@ CASES: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
     ("GET", "/nowhere", {}, b"", 404, "not_found", None),
     ("GET", "/v1/events/errors/windows?after=-1", {}, b"", 422, "invalid_field", "after"),
     ("GET", "/v1/events/errors/windows?limit=abc", {}, b"", 422, "invalid_field", "limit"),
+    ("GET", "/v1/events/errors/windows?limit=", {}, b"", 422, "invalid_field", "limit"),
     ("GET", "/v1/events/bad!id/windows", {}, b"", 422, "invalid_field", "event_id"),
     (
         "GET",
@@ -209,7 +210,7 @@ def test_seed_alias_counts_under_the_default_event(up: Process) -> None:
         f"{up.url}/send_emoji",
         json={"user_id": "seed-1", "emoji_type": "🔥", "timestamp": "2026-11-22T12:00:00Z"},
     )
-    assert response.status_code == 202 and response.json() == {"accepted": 1}
+    assert response.status_code == 200 and response.json() == {"accepted": 1, "ts_dropped": 0}
     windows = wait_for_total(up, "live", 1)
     assert [item["emoji"] for w in windows for item in w["top"]] == ["🔥"]
 

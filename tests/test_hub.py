@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from emostream import keys
 from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
-from emostream.deliver.hub import Hub, Subscriber
+from emostream.deliver.hub import Hub
+from emostream.deliver.subscriber import Subscriber
 from emostream.redis_server import PrivateRedis
 from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
@@ -81,13 +82,13 @@ async def test_a_gap_on_pubsub_is_filled_from_history(pipeline: tuple[Hub, Worke
     await eventually(lambda: _has(subscriber, 2))
 
     async def seen_four() -> bool:
-        return hub._last.get("live", (0, 0))[0] >= 4
+        return (hub.last_key("live") or (0, 0))[0] >= 4
 
     # Rewinding by 3 needs a last seq of at least 4 (the first windows may still be young).
     await eventually(seen_four)
     # Pretend the node saw an older seq last: the next live window reveals a gap.
-    last = hub._last["live"]
-    hub._last["live"] = (last[0] - 3, 0)
+    last = hub.last_key("live") or (0, 0)
+    hub.rewind("live", last[0] - 3)
     subscriber.frames.clear()
     await eventually(lambda: _has(subscriber, 4))
     got = seqs(subscriber)
@@ -146,7 +147,7 @@ async def test_windows_closed_before_the_first_subscription_are_filled(
     hub = Hub(redis, fast, EmojiSwarmRule())
     try:
         await eventually(lambda: _history_has(redis, fast, 2))
-        subscriber, backlog = await hub.join("live", None)
+        subscriber, backlog, _after = await hub.join("live", None)
         given = backlog[-1][0][0]
         assert subscriber.after == given
         await eventually(lambda: _history_has(redis, fast, given + 3))
@@ -174,7 +175,7 @@ async def test_backlog_resumes_from_the_ring_or_history(pipeline: tuple[Hub, Wor
     ]
     latest = await hub.backlog("live", None)
     assert len(latest) == 1 and latest[0][0][0] >= newest
-    hub._rings.clear()  # a node that never saw the event reads history instead
+    hub.forget("live")  # a node that never saw the event reads history instead
     from_history = await hub.backlog("live", newest - 3)
     assert [k[0] for k, _ in from_history][:3] == [newest - 2, newest - 1, newest]
 
@@ -184,7 +185,7 @@ async def test_resume_is_bounded_to_the_newest_windows(pipeline: tuple[Hub, Work
     subscriber = hub.attach("live")
     await eventually(lambda: _has(subscriber, 1))
     newest_seen = seqs(subscriber)[-1]
-    hub._rings.clear()
+    hub.forget("live")
     backlog = await hub.backlog("live", 0)
     assert len(backlog) <= hub.settings.replay_max
     assert backlog[-1][0][0] >= newest_seen
@@ -221,3 +222,34 @@ async def _history_has(redis: Redis, settings: Settings, seq: int) -> bool:
 def test_history_key_is_on_the_event_shard(fast: Settings) -> None:
     shard = keys.shard_of("live", fast.shards)
     assert keys.window_history(shard, "live").startswith(f"emostream:{{s{shard}}}:")
+
+
+async def test_a_resume_beyond_the_newest_window_starts_the_client_over(
+    pipeline: tuple[Hub, Worker],
+) -> None:
+    """A Last-Event-ID the event never reached (its Redis lost the history and numbers from
+    1 again) gets the latest window at once and then every live one, not silence until the
+    new seqs pass the old."""
+    hub, _ = pipeline
+    watcher = hub.attach("live")
+    await eventually(lambda: _has(watcher, 2))
+    newest = seqs(watcher)[-1]
+    subscriber, backlog, after = await hub.join("live", newest + 1000)
+    assert after is None
+    assert len(backlog) == 1 and backlog[0][0][0] >= newest
+    chunks = subscriber.start(backlog, after)
+    assert chunks == [backlog[0][1]]
+    await eventually(lambda: _has(subscriber, 2))
+    assert subscriber.take().count(b"event: swarm") >= 2, "live windows must reach it"
+
+
+async def test_a_resume_at_the_newest_window_is_no_reset(pipeline: tuple[Hub, Worker]) -> None:
+    hub, _ = pipeline
+    watcher = hub.attach("live")
+    await eventually(lambda: _has(watcher, 1))
+    newest = seqs(watcher)[-1]
+    _subscriber, backlog, after = await hub.join("live", newest)
+    assert after == newest
+    assert all(key[0] > newest for key, _frame in backlog)
+    _fresh, nothing, zero = await hub.join("never-seen", 0)
+    assert zero == 0 and nothing == []

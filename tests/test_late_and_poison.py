@@ -71,7 +71,7 @@ async def test_a_late_batch_revises_its_closed_window(redis: Redis, fast: Settin
     assert not revision_frame.startswith(b"id:")  # Last-Event-ID keeps naming the newest
     assert b'"revision":1' in revision_frame and b'"total":3' in revision_frame
 
-    final = (await hub.history("live", 0, 10))[0]
+    final = (await hub.history.after("live", 0, 10))[0]
     assert (final.seq, final.total, final.revision) == (1, 3, 1)
     assert dict(final.counts) == {"🔥": 2, "😂": 1}
     assert final.unique_users == 3

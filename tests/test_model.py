@@ -161,7 +161,7 @@ class PipelineModel(RuleBasedStateMachine):
         self.run(self.workers[0].closer.tick())
         counted = self.counted()
         hub = Hub(self.redis, self.settings, EmojiSwarmRule())
-        published = {r.window_start_ms: r for r in self.run(hub.history(EVENT, 0, 10_000))}
+        published = {r.window_start_ms: r for r in self.run(hub.history.after(EVENT, 0, 10_000))}
         first = min(published, default=None)
         for start, counts in self.truth.items():
             if first is not None and start < first:

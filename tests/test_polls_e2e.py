@@ -66,7 +66,7 @@ async def sse_lines(url: str) -> AsyncIterator[list[str]]:
 
 
 def poll_frames(lines: list[str]) -> list[dict[str, Any]]:
-    from emostream.polls.fanout import poll_events
+    from emostream.deliver.frames import poll_events
 
     return poll_events(list(lines))
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from emostream.errors import ConfigError
-from emostream.settings import Settings
+from emostream.settings import Settings, default_data_dir
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -36,6 +38,9 @@ def test_environment_is_cast_and_overrides_win() -> None:
         ("EMOSTREAM_PORT", "70000"),
         ("EMOSTREAM_SEND_TIMEOUT_S", "0"),
         ("EMOSTREAM_SERVER", "gunicorn"),
+        ("EMOSTREAM_MAX_HEADER_BYTES", "100"),
+        ("EMOSTREAM_BODY_TIMEOUT_S", "0"),
+        ("EMOSTREAM_REGISTRATION_BURST", "0"),
     ],
 )
 def test_bad_values_fail_loudly_naming_the_variable(name: str, value: str) -> None:
@@ -47,3 +52,13 @@ def test_repr_hides_the_redis_password() -> None:
     s = Settings.from_env({"EMOSTREAM_REDIS_URL": "redis://user:s3cret@host:6379/0"})
     assert "s3cret" not in repr(s)
     assert "***" in repr(s)
+
+
+def test_the_data_dir_is_per_user_unless_set() -> None:
+    assert default_data_dir({"XDG_DATA_HOME": "/srv/xdg"}) == "/srv/xdg/emostream"
+    home = os.path.expanduser("~")
+    assert default_data_dir({}) == os.path.join(home, ".local", "share", "emostream")
+    assert Settings.from_env({"EMOSTREAM_DATA_DIR": "/data"}).data_dir == "/data"
+    assert Settings.from_env({"EMOSTREAM_DATA_DIR": "/data"}, data_dir="/elsewhere").data_dir == (
+        "/elsewhere"
+    )

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
-from emostream.aggregate.heartbeat import Heartbeat, parse_heartbeat
+from emostream.aggregate.heartbeat import Heartbeat, parse_heartbeat, record_heartbeat
 from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
 from emostream.deliver.app import create_delivery_app
@@ -26,9 +26,16 @@ from emostream.stats import (
     producer_stats,
 )
 
-from .helpers import make_ingest, reactions
+from .helpers import eventually, make_ingest, reactions
 
 EVENT = "live"
+
+
+async def beat_as(redis: Redis, heartbeat: Heartbeat, ttl_ms: int = 10_000) -> None:
+    """Write a heartbeat the way a worker does (its key and its index entry)."""
+    pipe = redis.pipeline(transaction=False)
+    record_heartbeat(pipe, heartbeat, ttl_ms)
+    await pipe.execute()
 
 
 def beat(worker: str, at_ms: int, reactions: int) -> Heartbeat:
@@ -91,8 +98,7 @@ async def test_snapshot_reads_the_running_system(redis: Redis, settings: Setting
     buffer.add(EVENT, reactions([("u5", "👏")]), now_ms())
     await flusher.flush()
     at_ms = now_ms()
-    other = {"worker": "w-other", "at_ms": at_ms, "reactions": 1000, "late": 4, "dead": 0}
-    await redis.set(keys.worker_heartbeat("w-other"), json.dumps(other), px=10_000)
+    await beat_as(redis, Heartbeat("w-other", at_ms, reactions=1000, late=4))
 
     hub = Hub(redis, settings, EmojiSwarmRule())
     hub.attach(EVENT)
@@ -121,14 +127,41 @@ async def test_snapshot_reads_the_running_system(redis: Redis, settings: Setting
     assert [e["event_id"] for e in stats["events"]] == [EVENT]
 
     # The other worker beats again 2 s later with 1000 more reactions: 500/s.
-    other.update(at_ms=at_ms + 2000, reactions=2000)
-    await redis.set(keys.worker_heartbeat("w-other"), json.dumps(other), px=10_000)
+    await beat_as(redis, Heartbeat("w-other", at_ms + 2000, reactions=2000, late=4))
     stats = await reader.snapshot()
     assert {w["worker"]: w["reactions_per_s"] for w in stats["workers"]} == {
         "w-real": None,
         "w-other": 500.0,
     }
     assert stats["reactions_per_s"] == 500.0
+
+
+@pytest.mark.anyio
+async def test_workers_are_found_through_the_index_without_a_scan(
+    redis: Redis, settings: Settings
+) -> None:
+    hub = Hub(redis, settings, EmojiSwarmRule())
+    reader = StatsReader(redis, settings, hub)
+    await beat_as(redis, Heartbeat("w-live", now_ms(), reactions=7))
+    await beat_as(redis, Heartbeat("w-dying", now_ms(), reactions=1), ttl_ms=50)
+    # A heartbeat key outside the index (no worker writes one any more) is not looked for:
+    # finding it would take a scan of the keyspace.
+    await redis.set(keys.worker_heartbeat("w-unindexed"), Heartbeat("w-unindexed", 1).encode())
+    commands_before = await command_calls(redis, "scan")
+
+    async def only_the_live_one_is_left() -> bool:
+        stats = await reader.snapshot()
+        return [w["worker"] for w in stats["workers"]] == ["w-live"]
+
+    await eventually(only_the_live_one_is_left)
+    # The expired worker was dropped from the index by the reader; no SCAN was sent.
+    assert await redis.zrange(keys.LIVE_WORKERS, 0, -1) == [b"w-live"]
+    assert await command_calls(redis, "scan") == commands_before
+
+
+async def command_calls(redis: Redis, command: str) -> int:
+    info: Any = await redis.info("commandstats")
+    return int(info.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 async def get_stats(redis: Redis, settings: Settings) -> httpx.Response:

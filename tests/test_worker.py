@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
+from emostream.aggregate.consumers import DEAD_AFTER_CLAIM_INTERVALS, delete_consumer
 from emostream.aggregate.worker import Worker
 from emostream.batch import PAYLOAD_FIELD
 from emostream.settings import Settings
@@ -144,3 +146,59 @@ async def test_groups_are_recreated_when_redis_lost_them(redis: Redis, settings:
     await flusher.flush()
     assert await worker.drain() == 1
     assert await window_counts(redis, settings, "live", T0) == {"🔥": 1}
+
+
+async def consumers(redis: Redis, shard: int) -> dict[str, int]:
+    """Name -> pending of every consumer of the group on the shard."""
+    found: Any = await redis.xinfo_consumers(keys.raw_stream(shard), keys.AGGREGATORS_GROUP)
+    return {c["name"].decode(): c["pending"] for c in found}
+
+
+async def test_a_dead_workers_consumer_is_removed_once_its_entries_are_claimed(
+    redis: Redis, settings: Settings
+) -> None:
+    quick = Settings(redis_url=settings.redis_url, shards=settings.shards, claim_idle_ms=50)
+    buffer, flusher = make_ingest(redis, quick)
+    buffer.add("live", reactions([("u1", "👏")] * 4), T0)
+    await flusher.flush()
+    shard = keys.shard_of("live", quick.shards)
+    stream = keys.raw_stream(shard)
+    await Worker(redis, quick).ensure_groups()
+    await redis.xreadgroup(keys.AGGREGATORS_GROUP, "dead", {stream: ">"})
+    # A live worker with nothing pending, idle as long, but its heartbeat says it is alive.
+    buffer.add("live", reactions([("u2", "👏")]), T0 + 1)
+    await flusher.flush()
+    sleeper = Worker(redis, quick, worker_id="sleeper")
+    assert await sleeper.read_new(block_ms=None) == 1
+    await sleeper.heartbeat()
+    survivor = Worker(redis, quick, worker_id="survivor")
+    assert await survivor.claim_idle(min_idle_ms=0) == 1
+    assert (await consumers(redis, shard))["dead"] == 0  # not idle long enough yet
+    await asyncio.sleep(DEAD_AFTER_CLAIM_INTERVALS * quick.claim_idle_ms / 1000 + 0.05)
+    await survivor.claim_idle()
+    assert set(await consumers(redis, shard)) == {"sleeper", "survivor"}
+    assert await window_counts(redis, quick, "live", T0) == {"👏": 5}
+
+
+async def test_a_consumer_removed_as_it_reads_loses_nothing(
+    redis: Redis, settings: Settings
+) -> None:
+    """A stalled worker that wakes up and reads between the check and the delete: what it
+    held is appended again and counted once, and its own late apply counts nothing."""
+    buffer, flusher = make_ingest(redis, settings)
+    buffer.add("live", reactions([("u1", "🔥")] * 3), T0)
+    await flusher.flush()
+    woken = Worker(redis, settings, worker_id="woken")
+    await woken.ensure_groups()
+    shard = keys.shard_of("live", settings.shards)
+    stream = keys.raw_stream(shard)
+    response: Any = await redis.xreadgroup(keys.AGGREGATORS_GROUP, "woken", {stream: ">"})
+    entry_id, fields = response[0][1][0]
+    assert await delete_consumer(redis, stream, "woken") == 1
+    assert "woken" not in await consumers(redis, shard)
+    await woken.process([(shard, entry_id, fields)])  # the original: no longer pending
+    assert await window_counts(redis, settings, "live", T0) == {}
+    assert await Worker(redis, settings).drain() == 1  # the copy
+    assert await window_counts(redis, settings, "live", T0) == {"🔥": 3}
+    summary: Any = await redis.xpending(stream, keys.AGGREGATORS_GROUP)
+    assert summary["pending"] == 0

@@ -10,14 +10,18 @@ one tick of the flush that ends it. A producer silent for ``producer_timeout_ms`
 holding windows open; no window stays open longer than ``close_max_delay_ms`` past its end.
 
 Closing itself is lua/close_window.lua, gated on the event's ``next`` window, so any number of
-workers may run a closer and each window is numbered, stored and published once.
+workers may run a closer and each window is numbered, stored and published once. One call
+closes many events' windows, the most overdue first across events (``windows.due_windows``):
+a round trip per event and window, event after event, let 50,000 events hold a live event's
+window for minutes (docs/benchmarks.md, "Closing many events").
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -27,13 +31,21 @@ from ..clock import now_ms
 from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import StreamId, ensure_group, find_group, parse_id
-from ..windows import closable_starts, producer_is_live, window_start
+from ..windows import due_windows, producer_is_live, window_start
 
 log = logging.getLogger(__name__)
 
-# Windows one event catches up per tick after an outage.
-CATCH_UP_LIMIT = 100
 SNAPSHOTS_KEPT = 1024
+# Windows one tick closes per shard at most (oldest first), so a catch-up after an outage
+# comes in steps and the other shards' windows and revisions are not held up behind it.
+CLOSE_BUDGET = 20_000
+# Windows per close_window.lua call: Redis spends about 40 us on each, so a call holds it
+# for under 10 ms, and between two calls the worker's readers get the event loop back.
+CLOSE_CHUNK = 200
+# HGETs per pipeline when reading where each event's open windows start.
+READ_CHUNK = 1000
+
+T = TypeVar("T")
 
 
 def processed_through(
@@ -125,49 +137,62 @@ class WindowCloser:
             # Only a new window boundary can make a window closable: one pass per window.
             if boundary <= self._closed_through[shard]:
                 continue
-            events: Any = await self.redis.zrange(keys.active_events(shard), 0, -1)
-            caught_up = True
-            for event in events:
-                count = await self.close_event(shard, event.decode(), safe)
-                published += count
-                caught_up = caught_up and count < CATCH_UP_LIMIT
+            closed, caught_up = await self.close_due(shard, safe)
+            published += closed
             if caught_up:
                 self._closed_through[shard] = boundary
             await self.trim_raw(shard, now)
         return published
 
-    async def close_event(self, shard: int, event_id: str, safe_ms: int) -> int:
-        window_ms = self.settings.window_ms
-        next_start = await self.redis.hget(keys.event_state(shard, event_id), keys.EVENT_NEXT)
-        if next_start is None:
-            return 0
-        closed = 0
-        for start in closable_starts(int(next_start), safe_ms, window_ms, CATCH_UP_LIMIT):
-            if not await self._publish(shard, event_id, start):
-                break  # another worker closed it first
-            closed += 1
-        return closed
+    async def close_due(self, shard: int, safe_ms: int) -> tuple[int, bool]:
+        """Close the windows of every active event of the shard that end by ``safe_ms``;
+        (windows published, whether every due window was attempted)."""
+        members: Any = await self.redis.zrange(keys.active_events(shard), 0, -1)
+        events: list[str] = [member.decode() for member in members]
+        next_starts: dict[str, int] = {}
+        for chunk in _chunks(events, READ_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for event_id in chunk:
+                pipe.hget(keys.event_state(shard, event_id), keys.EVENT_NEXT)
+            for event_id, next_start in zip(chunk, await pipe.execute(), strict=True):
+                if next_start is not None:
+                    next_starts[event_id] = int(next_start)
+        due = due_windows(next_starts, safe_ms, self.settings.window_ms, CLOSE_BUDGET)
+        return await self._publish(shard, due), len(due) < CLOSE_BUDGET
 
     async def revise(self, shard: int) -> int:
         """Publish a revision of every closed window that received late reactions."""
         members: Any = await self.redis.smembers(keys.late_windows(shard))
-        revised = 0
+        windows: list[tuple[str, int]] = []
         for member in members:
             event_id, _, start = member.decode().partition(" ")
-            if await self._publish(shard, event_id, int(start)):
-                revised += 1
-        return revised
+            windows.append((event_id, int(start)))
+        return await self._publish(shard, windows)
 
-    async def _publish(self, shard: int, event_id: str, start: int) -> int:
-        return await self.scripts.close_window(
-            shard,
-            event_id,
-            start,
-            self.settings.window_ms,
-            self.settings.history_max,
-            int(self.settings.event_idle_s * 1000),
-            self.settings.revision_horizon_s,
-        )
+    async def _publish(self, shard: int, windows: Sequence[tuple[str, int]]) -> int:
+        """Close or revise these (event, window start)s, an event's windows in order,
+        ``CLOSE_CHUNK`` per call; returns how many were this closer's to publish. A window
+        that fails (a clobbered key) is logged and retried at the next boundary; the others
+        go on."""
+        published = 0
+        for chunk in _chunks(windows, CLOSE_CHUNK):
+            replies = await self.scripts.close_windows(
+                shard,
+                chunk,
+                self.settings.window_ms,
+                self.settings.history_max,
+                int(self.settings.event_idle_s * 1000),
+                self.settings.revision_horizon_s,
+                self.settings.event_ttl_s,
+            )
+            for (event_id, start), reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, str):
+                    log.error(
+                        "window %d of %s (shard %d) failed: %s", start, event_id, shard, reply
+                    )
+                elif reply:
+                    published += 1
+        return published
 
     async def trim_raw(self, shard: int, now: int) -> None:
         """Trim raw entries every consumer group has processed and that are older than the
@@ -183,3 +208,7 @@ class WindowCloser:
             keep_from = min(keep_from, (through[0], through[1] + 1))
         # Exact: once per window it removes what a window appended, which is cheap.
         await self.redis.xtrim(raw, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[first : first + size] for first in range(0, len(items), size)]

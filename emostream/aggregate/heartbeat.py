@@ -1,10 +1,21 @@
 """A worker's heartbeat: the one record a live worker writes with a TTL and the operator
-stats read back. Its counters are cumulative since the worker started."""
+stats read back. Its counters are cumulative since the worker started.
+
+Each heartbeat also puts the worker in the live-workers index (``keys.LIVE_WORKERS``), so
+readers find the workers without scanning the keyspace."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import keys
+
+# Index members whose last beat is this many TTLs old are dropped by any worker's beat, so
+# the index stays small even when no one reads the stats. A wide margin, because each
+# member's time comes from its own worker's clock.
+STALE_AFTER_TTLS = 10
 
 
 @dataclass(frozen=True)
@@ -39,3 +50,16 @@ def parse_heartbeat(worker: str, raw: bytes | str | None) -> Heartbeat | None:
         return Heartbeat(worker, int(info["at_ms"]), **counters)
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def record_heartbeat(pipe: Any, beat: Heartbeat, ttl_ms: int) -> None:
+    """Queue a heartbeat's writes on ``pipe``: its key with a TTL, and its index entry."""
+    pipe.set(keys.worker_heartbeat(beat.worker), beat.encode(), px=ttl_ms)
+    pipe.zadd(keys.LIVE_WORKERS, {beat.worker: beat.at_ms})
+    pipe.zremrangebyscore(keys.LIVE_WORKERS, "-inf", beat.at_ms - STALE_AFTER_TTLS * ttl_ms)
+
+
+def forget_worker(pipe: Any, worker_id: str) -> None:
+    """Queue the writes of a worker leaving: its heartbeat and its index entry go."""
+    pipe.delete(keys.worker_heartbeat(worker_id))
+    pipe.zrem(keys.LIVE_WORKERS, worker_id)

@@ -28,7 +28,8 @@ from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
-from .heartbeat import Heartbeat
+from .consumers import DEAD_AFTER_CLAIM_INTERVALS, forget_dead_consumers
+from .heartbeat import Heartbeat, forget_worker, record_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class Worker:
         return len(entries)
 
     async def claim_idle(self, min_idle_ms: int | None = None) -> int:
-        """Take over entries another consumer left pending too long, and process them.
+        """Take over entries another consumer left pending too long, and process them; then
+        remove the consumers of dead workers, left with nothing pending (aggregate/consumers.py).
 
         An entry already delivered ``max_deliveries`` times (it failed, or killed the workers
         that took it) goes to the dead-letter stream instead, so the rest keeps flowing."""
@@ -121,6 +123,8 @@ class Worker:
                 claimed += len(entries)
                 if start in (b"0-0", "0-0") or not items:
                     break
+            dead_after_ms = DEAD_AFTER_CLAIM_INTERVALS * self.settings.claim_idle_ms
+            await forget_dead_consumers(self.redis, stream, self.worker_id, dead_after_ms)
         return claimed
 
     async def process(self, entries: Sequence[Entry]) -> None:
@@ -179,7 +183,9 @@ class Worker:
             if batch.votes:  # an entry of votes: checked and counted per (poll, user)
                 await self.scripts.apply_votes(shard, entry_id, batch, ttl_s, pipe)
             else:
-                await self.scripts.apply_batch(shard, entry_id, batch, ttl_s, pipe)
+                await self.scripts.apply_batch(
+                    shard, entry_id, batch, ttl_s, self.settings.event_ttl_s, pipe
+                )
         return calls
 
     async def _record(self, results: list[Any], calls: list[_Call]) -> None:
@@ -283,11 +289,9 @@ class Worker:
             lost=self.lost,
             failed=self.failed,
         )
-        await self.redis.set(
-            keys.worker_heartbeat(self.worker_id),
-            beat.encode(),
-            px=self.settings.worker_heartbeat_ttl_ms,
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        record_heartbeat(pipe, beat, self.settings.worker_heartbeat_ttl_ms)
+        await pipe.execute()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, claim, close windows and beat until ``stop`` is set."""
@@ -324,7 +328,9 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
         try:
-            await self.redis.delete(keys.worker_heartbeat(self.worker_id))
+            pipe = self.redis.pipeline(transaction=False)
+            forget_worker(pipe, self.worker_id)
+            await pipe.execute()
         except (RedisError, OSError):
             pass
 

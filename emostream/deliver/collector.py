@@ -27,6 +27,7 @@ class CollectionPacer:
         self.max_interval_s = max_interval_s
         self.collections = 0
         self.longest_ms = 0.0
+        self.total_ms = 0.0
         self._last = time.monotonic()
         self._saved: tuple[int, int, int] | None = None
 
@@ -61,3 +62,4 @@ class CollectionPacer:
         self._last = finished
         self.collections += 1
         self.longest_ms = max(self.longest_ms, (finished - now) * 1000)
+        self.total_ms += (finished - now) * 1000

@@ -1,6 +1,7 @@
 """Server-Sent Events framing: pure functions from window objects to the bytes on the wire.
 
-A window is encoded once per node; every client of the event is sent the same bytes.
+Frames are encoded by sse-starlette's ``ServerSentEvent``, once per window per node; every
+client of the event is sent the same bytes.
 """
 
 from __future__ import annotations
@@ -9,7 +10,20 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
+# Importing sse_starlette also wraps uvicorn's Server.handle_exit (for EventSourceResponse's
+# drain); the wrapper calls uvicorn's own handler, and our streams are ended by Hub.close.
+from sse_starlette.event import ServerSentEvent
+
+from ..contract import CONTRACT_VERSION
+
 SWARM_EVENT = "swarm"
+RESET_EVENT = "reset"
+POLL_EVENT = "poll"
+# sse-starlette ends lines with "\r\n" unless told; browsers accept either, and "\n" keeps
+# the bytes on the wire as they always were (clients, benchmarks and tests read them).
+LINE_END = "\n"
+# A comment line: browsers ignore it, proxies see the stream is alive.
+HEARTBEAT = ServerSentEvent(comment="heartbeat", sep=LINE_END).encode()
 
 
 def window_frame(window: dict[str, Any]) -> bytes:
@@ -19,14 +33,28 @@ def window_frame(window: dict[str, Any]) -> bytes:
     browser's Last-Event-ID must keep naming the newest window, not move back to a revised one.
     """
     data = json.dumps(window, ensure_ascii=False, separators=(",", ":"))
-    if window.get("revision"):
-        return f"event: {SWARM_EVENT}\ndata: {data}\n\n".encode()
-    return f"id: {window['seq']}\nevent: {SWARM_EVENT}\ndata: {data}\n\n".encode()
+    seq = None if window.get("revision") else str(window["seq"])
+    return ServerSentEvent(data, event=SWARM_EVENT, id=seq, sep=LINE_END).encode()
+
+
+def poll_frame(poll: dict[str, Any]) -> bytes:
+    """``event: poll`` / ``data: <json>``, with no ``id:`` line: a poll update is outside the
+    window order, and the browser's Last-Event-ID must keep naming the newest window."""
+    data = json.dumps(poll, ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(data, event=POLL_EVENT, sep=LINE_END).encode()
 
 
 def retry_frame(retry_ms: int) -> bytes:
     """Tells the browser how long to wait before reconnecting."""
-    return f"retry: {retry_ms}\n\n".encode()
+    return ServerSentEvent(retry=retry_ms, sep=LINE_END).encode()
+
+
+def reset_frame(event_id: str, last_event_id: int) -> bytes:
+    """``event: reset``: the seq the client resumed from is beyond the event's newest window
+    (its history was lost), so seq numbering starts over with the windows that follow. No
+    ``id:`` line; the next window's sets Last-Event-ID back in range."""
+    data = json.dumps({"v": CONTRACT_VERSION, "event_id": event_id, "last_event_id": last_event_id})
+    return ServerSentEvent(data, event=RESET_EVENT, sep=LINE_END).encode()
 
 
 def parse_last_event_id(value: str | None) -> int | None:
@@ -37,6 +65,26 @@ def parse_last_event_id(value: str | None) -> int | None:
     if seq < 0:
         raise ValueError("negative seq")
     return seq
+
+
+def poll_events(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The client side of ``poll_frame``: the poll objects in an SSE text's lines; an object
+    whose frame carried an id (which none should) has ``"_id"`` set."""
+    found: list[dict[str, Any]] = []
+    block: list[str] = []
+    for line in [*lines, ""]:
+        if line:
+            block.append(line)
+            continue
+        if f"event: {POLL_EVENT}" in block:
+            poll: dict[str, Any] = json.loads(
+                "\n".join(x[6:] for x in block if x.startswith("data: "))
+            )
+            if any(x.startswith("id:") for x in block):
+                poll["_id"] = True
+            found.append(poll)
+        block = []
+    return found
 
 
 def _swarm_window(block: list[str]) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""The node's hub: one Redis subscription, fanned out in process to every connected client.
+"""The node's hub: one Redis subscription (``subscription.py``), fanned out in process to
+every connected client.
 
 Each closed window arrives once per node, is turned into its public object and SSE frame
 once, kept in a small per-event ring (for ``Last-Event-ID`` resume without a Redis read per
@@ -7,16 +8,10 @@ client falls behind, its oldest undelivered frames are dropped (it can resume fr
 with ``Last-Event-ID``), so one slow client never holds memory or the others back.
 
 Seq gaps seen on pub/sub (a lost message, a resubscription) are filled from the event's
-history stream before the newer window is delivered, so clients see every seq.
-
-The subscription is watched, not trusted: a killed connection raises, but a half-open socket
-or a stopped Redis just goes quiet. The hub PINGs on the subscribed connection and declares
-the subscription dead when nothing at all (window, PONG) has come back for
-``subscription_timeout_ms``; it then resubscribes. Every subscribe confirmation (ours, or
-the one redis-py sends when it reconnects by itself) is followed by a fill from history for
-every event that has clients, starting after the seq each client was last given, so a window
-closed while the node was not listening (including before its first subscription) is still
-delivered.
+history stream before the newer window is delivered, so clients see every seq. Every
+subscribe confirmation is followed by a fill from history for every event that has clients,
+starting after the seq each client was last given, so a window closed while the node was not
+listening (including before its first subscription) is still delivered.
 """
 
 from __future__ import annotations
@@ -26,144 +21,26 @@ import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .. import keys
-from ..records import PollRecord, RecordError, WindowRecord, decode_poll_record, decode_record
+from ..errors import RecordError
+from ..records import PollRecord, WindowRecord, decode_poll_record, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
+from .history import WindowHistory
+from .subscriber import UNORDERED, Frame, FrameKey, Subscriber
+from .subscription import WindowSubscription
 
 log = logging.getLogger(__name__)
 
-# (seq, revision) orders frames; a revision of a window sorts after the window itself.
-FrameKey = tuple[int, int]
-Frame = tuple[FrameKey, bytes]
 RINGS_KEPT = 1024
-RESUBSCRIBE_PAUSE_S = 0.5
-# PINGs per silence limit: a few, so one delayed PONG never declares a live subscription dead.
-PINGS_PER_TIMEOUT = 4
 # Heartbeats and send timeouts are checked this often (or more often if they are shorter).
 TEND_TICK_MAX_S = 1.0
 # Windows missed in a row before a tick counts as quiet.
 QUIET_WINDOWS = 2
-
-
-class SubscriptionSilent(ConnectionError):
-    """Nothing came back on the subscription for longer than the silence limit."""
-
-
-HEARTBEAT = b": heartbeat\n\n"
-# The key of a frame outside the window order (a poll update): like a revision, always
-# written, never moving what the client was sent (Subscriber.take).
-UNORDERED: FrameKey = (-1, 1)
-
-
-class Subscriber:
-    """One client's bounded queue: when it is full the newest frame pushes out the oldest
-    undelivered one (latest wins), so a slow reader skips windows instead of being cut off
-    or holding memory; a reader that accepts nothing at all is ended by the send timeout.
-
-    Heartbeats and the send timeout are the hub's: one pass over every subscriber a tick
-    (``Hub.tend``) instead of a timer per client and a timeout scope around every send."""
-
-    __slots__ = (
-        "event_id",
-        "frames",
-        "wake",
-        "closed",
-        "after",
-        "sent",
-        "fresh",
-        "heartbeat_due",
-        "sending_since",
-        "task",
-        "timed_out",
-        "push",
-        "resume",
-        "waits",
-    )
-
-    def __init__(self, event_id: str, queue_max: int) -> None:
-        self.event_id = event_id
-        self.frames: deque[Frame] = deque(maxlen=queue_max)
-        self.wake = asyncio.Event()
-        self.closed = False
-        # The newest seq this client was given by its backlog (or its Last-Event-ID): where
-        # the hub fills from when it (re)subscribes without having seen the event itself.
-        self.after: int | None = None
-        # The newest window written to this client: older or repeated frames are skipped.
-        self.sent: FrameKey = (-1, 0)
-        # Offered a frame since the last heartbeat tick (then it needs no heartbeat).
-        self.fresh = False
-        self.heartbeat_due = False
-        # Loop time a write to the client began and has not finished; None when idle.
-        self.sending_since: float | None = None
-        # The task serving the client's stream, cancelled if a write outlives the timeout.
-        self.task: asyncio.Task[Any] | None = None
-        self.timed_out = False
-        # Writes what is queued from the caller's own call, when the stream allows it (set
-        # by the stream once its response has started); otherwise the stream's task is woken.
-        self.push: Callable[[], None] | None = None
-        # A write ``push`` began that the server made wait: the stream's task finishes it.
-        self.resume: Awaitable[None] | None = None
-        self.waits = 0  # writes the server made wait (the client reads slowly)
-
-    def offer(self, frame: Frame) -> None:
-        self.frames.append(frame)
-        self.fresh = True
-        self.poke()
-
-    def poke(self) -> None:
-        """Have what is queued written: at once if no write is in progress, else by the
-        stream's task when the one in progress is done."""
-        if self.push is not None and self.sending_since is None:
-            self.push()
-        else:
-            self.wake.set()
-
-    def start(self, backlog: list[Frame], after: int | None) -> list[bytes]:
-        """The backlog frames a client is owed first: those after its Last-Event-ID (a
-        window whose seq it names may still come as a revision), each seq once."""
-        self.sent = (after, 1 << 30) if after is not None else (-1, 0)
-        chunks: list[bytes] = []
-        for key, frame in backlog:
-            if key > self.sent:
-                self.sent = key
-                chunks.append(frame)
-        return chunks
-
-    def take(self) -> bytes:
-        """Everything queued for the client as one write: new windows, revisions of sent
-        ones, or a heartbeat comment if there is nothing else."""
-        chunks: list[bytes] = []
-        frames = self.frames
-        while frames:
-            key, frame = frames.popleft()
-            if key[1]:  # a revision of a window already sent
-                chunks.append(frame)
-            elif key > self.sent:
-                self.sent = key
-                chunks.append(frame)
-        if self.heartbeat_due:
-            self.heartbeat_due = False
-            if not chunks:
-                return HEARTBEAT
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def close(self) -> None:
-        """End the stream: its task sees ``closed`` when it wakes."""
-        self.closed = True
-        self.wake.set()
-
-    def time_out(self) -> None:
-        self.timed_out = True
-        self.close()
-        if self.task is not None:
-            self.task.cancel()
 
 
 class Hub:
@@ -171,14 +48,17 @@ class Hub:
         self.redis = redis
         self.settings = settings
         self.rule = rule
+        self.history = WindowHistory(redis, settings)
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
         self._last: dict[str, FrameKey] = {}
-        self.subscribed = asyncio.Event()
+        self._subscription = WindowSubscription(redis, settings, self.receive, self._fill_gaps)
+        self.subscribed = self._subscription.subscribed
         self.closing = False
         self.windows_received = 0
-        self.subscriptions = 0
         self.windows_filled = 0
+        # Frames dropped for slow clients that have since left (live ones count their own).
+        self.frames_dropped_gone = 0
         # Called when the node owes its clients nothing: right after a window was handed to
         # every client, and on ticks without windows (the collection pacer, in a server).
         self.idle: Callable[[], None] | None = None
@@ -192,42 +72,65 @@ class Hub:
     def connections(self) -> int:
         return sum(len(subscribers) for subscribers in self._subscribers.values())
 
-    def attach(self, event_id: str) -> Subscriber:
-        subscriber = Subscriber(event_id, self.settings.client_queue_max)
+    def attach(self, event_id: str, after_seq: int | None = None) -> Subscriber:
+        subscriber = Subscriber(event_id, self.settings.client_queue_max, after_seq)
         self._subscribers.setdefault(event_id, set()).add(subscriber)
         if self.closing:
             subscriber.close()
         return subscriber
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames slow clients never received (latest wins), since the node started."""
+        live = sum(s.dropped for group in self._subscribers.values() for s in group)
+        return self.frames_dropped_gone + live
+
     def detach(self, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(subscriber.event_id)
-        if subscribers is not None:
+        if subscribers is not None and subscriber in subscribers:
             subscribers.discard(subscriber)
+            self.frames_dropped_gone += subscriber.dropped
             if not subscribers:
                 del self._subscribers[subscriber.event_id]
 
     def close(self) -> None:
-        """End every stream (shutdown): each client's generator sees ``closed`` and returns."""
+        """End every stream (shutdown): each client's stream sees ``closed`` and returns."""
         self.closing = True
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
                 subscriber.close()
 
-    async def join(self, event_id: str, after_seq: int | None) -> tuple[Subscriber, list[Frame]]:
+    async def join(
+        self, event_id: str, after_seq: int | None
+    ) -> tuple[Subscriber, list[Frame], int | None]:
         """Attach a client, then read its backlog; it is attached first so that no window
-        published meanwhile falls between the two (duplicates are dropped by the stream)."""
-        subscriber = self.attach(event_id)
-        subscriber.after = after_seq
+        published meanwhile falls between the two (duplicates are dropped by the stream).
+
+        Returns the subscriber, its backlog and the seq it resumes after: ``after_seq``, or
+        None when that seq is beyond the event's newest window. Then the history the client
+        saw is gone (a Redis without persistence restarted and numbers windows from 1 again)
+        and the client is started over as a new one: the latest window now, then live ones;
+        left as it was, it would be sent nothing until the new seqs passed its old one."""
+        subscriber = self.attach(event_id, after_seq)
         try:
             backlog = await self.backlog(event_id, after_seq)
+            if after_seq is not None and not backlog:
+                newest = await self.history.tail(event_id, 1)
+                if (newest[-1].seq if newest else 0) < after_seq:
+                    log.info(
+                        "a client of %s resumed after seq %d, beyond the newest window (%s): "
+                        "history was lost; sending the latest window",
+                        event_id,
+                        after_seq,
+                        newest[-1].seq if newest else "none",
+                    )
+                    after_seq = subscriber.after = None
+                    backlog = [self._frame(r) for r in newest]
         except (RedisError, OSError) as exc:
             log.warning("no backlog for %s: %s", event_id, exc)
             backlog = []
-        if backlog and (subscriber.after is None or backlog[-1][0][0] > subscriber.after):
-            subscriber.after = backlog[-1][0][0]
-        elif subscriber.after is None and not backlog:
-            subscriber.after = 0  # the event has no history yet: every window is new to it
-        return subscriber, backlog
+        subscriber.note_backlog(backlog)
+        return subscriber, backlog, after_seq
 
     async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
         """Frames a (re)connecting client gets before live ones.
@@ -239,50 +142,45 @@ class Hub:
         if after_seq is None:
             if ring:
                 return [ring[-1]]
-            return [self._frame(r) for r in await self.history_tail(event_id, 1)]
+            return [self._frame(r) for r in await self.history.tail(event_id, 1)]
         if ring and ring[0][0][0] <= after_seq + 1:
             return [frame for frame in ring if frame[0][0] > after_seq]
-        records = await self.history_tail(event_id, self.settings.replay_max)
+        records = await self.history.tail(event_id, self.settings.replay_max)
         return [self._frame(r) for r in records if r.seq > after_seq]
 
-    # -- history ---------------------------------------------------------------------------
+    # -- what the node keeps of each event --------------------------------------------------
 
-    async def history(self, event_id: str, after_seq: int, limit: int) -> list[WindowRecord]:
-        """Windows with seq > ``after_seq``, oldest first, each in its latest revision."""
-        shard = keys.shard_of(event_id, self.settings.shards)
-        entries: Any = await self.redis.xrange(
-            keys.window_history(shard, event_id), min=f"{after_seq + 1}-0", count=limit
-        )
-        return await self._final(shard, event_id, entries)
+    def subscribers_of(self, event_id: str) -> tuple[Subscriber, ...]:
+        return tuple(self._subscribers.get(event_id, ()))
 
-    async def history_tail(self, event_id: str, limit: int) -> list[WindowRecord]:
-        """The newest ``limit`` windows, oldest first, each in its latest revision."""
-        shard = keys.shard_of(event_id, self.settings.shards)
-        entries: Any = await self.redis.xrevrange(keys.window_history(shard, event_id), count=limit)
-        return await self._final(shard, event_id, list(reversed(entries)))
+    def last_key(self, event_id: str) -> FrameKey | None:
+        """The newest window (and revision) of the event this node has delivered."""
+        return self._last.get(event_id)
 
-    async def _final(
-        self, shard: int, event_id: str, entries: list[tuple[Any, dict[bytes, bytes]]]
-    ) -> list[WindowRecord]:
-        records = [decode_record(fields[b"w"]) for _entry_id, fields in entries]
-        if not records:
-            return records
-        revised: Any = await self.redis.hmget(
-            keys.window_revisions(shard, event_id), [r.seq for r in records]
-        )
-        return [
-            record if revision is None else decode_record(revision)
-            for record, revision in zip(records, revised, strict=True)
-        ]
+    def rewind(self, event_id: str, seq: int) -> None:
+        """Believe the event delivered up to ``seq`` only, as a lost pub/sub message leaves
+        it: the next window is preceded by a fill from history (tests make gaps with it)."""
+        self._last[event_id] = (seq, 0)
+
+    def forget(self, event_id: str) -> None:
+        """Drop the event's ring and last key: the node serves it as one that never saw it,
+        from history."""
+        self._rings.pop(event_id, None)
+        self._last.pop(event_id, None)
 
     # -- pub/sub ---------------------------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> int:
+        """Subscribe confirmations so far: the first, then one per resubscription."""
+        return self._subscription.subscriptions
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the node's one subscription until ``stop``; resubscribe after any fault.
         Meanwhile tend the clients: heartbeats and send timeouts."""
         tending = asyncio.create_task(self._tend_until(stop), name="hub-tend")
         try:
-            await self._subscribe_until(stop)
+            await self._subscription.run(stop)
         finally:
             tending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -322,60 +220,13 @@ class Hub:
                 if since is not None and since < deadline:
                     stuck.append(subscriber)
                 elif beat:
-                    if not subscriber.fresh:
-                        subscriber.heartbeat_due = True
-                        subscriber.poke()
-                    subscriber.fresh = False
+                    subscriber.heartbeat()
         for subscriber in stuck:
             log.info(
                 "ending a stream whose client accepted nothing for %s s",
                 self.settings.send_timeout_s,
             )
             subscriber.time_out()
-
-    async def _subscribe_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            pubsub = self.redis.pubsub()
-            try:
-                await self._listen(pubsub, stop)
-            except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                log.warning("window subscription lost (%s); resubscribing", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), RESUBSCRIBE_PAUSE_S)
-                except TimeoutError:
-                    pass
-            finally:
-                self.subscribed.clear()
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
-
-    async def _listen(self, pubsub: Any, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        silence_limit_s = self.settings.subscription_timeout_ms / 1000
-        ping_every_s = silence_limit_s / PINGS_PER_TIMEOUT
-        await pubsub.subscribe(keys.WINDOWS_CHANNEL)
-        heard = pinged = loop.time()
-        while not stop.is_set():
-            message = await pubsub.get_message(timeout=ping_every_s)
-            now = loop.time()
-            if message is not None:
-                heard = now
-                kind = message["type"]
-                if kind == "message":
-                    await self.receive(message["data"])
-                elif kind == "subscribe":
-                    self.subscriptions += 1
-                    await self._fill_gaps()
-                    self.subscribed.set()
-            elif now - heard > silence_limit_s:
-                raise SubscriptionSilent(f"nothing heard for {now - heard:.1f} s")
-            if now - pinged >= ping_every_s:
-                # Answered in order after any pending message; only a live server answers.
-                await pubsub.ping()
-                pinged = now
 
     async def receive(self, payload: bytes) -> None:
         poll = decode_poll_record(payload)
@@ -419,7 +270,7 @@ class Hub:
             limit = self.settings.replay_max
         if limit <= 0:
             return
-        for record in await self.history(event_id, after_seq, limit):
+        for record in await self.history.after(event_id, after_seq, limit):
             if up_to_seq is not None and record.seq > up_to_seq:
                 break
             self.windows_filled += 1
@@ -475,8 +326,7 @@ class Hub:
         while len(self._rings) > RINGS_KEPT:
             for event_id in self._rings:
                 if event_id not in self._subscribers:
-                    del self._rings[event_id]
-                    self._last.pop(event_id, None)
+                    self.forget(event_id)
                     break
             else:
                 return

@@ -28,12 +28,15 @@ STATIC_DIR = Path(__file__).with_name("static")
 # The pad when no allow-list is configured: the simulator's mix first, then a few more.
 DEFAULT_PAD = ("🔥", "😂", "👏", "❤️", "😮", "😢", "🎉", "👍")
 # Pages name their own origin only; connect-src also covers the SSE stream and the POSTs.
+# No site may frame them (clickjacking the pad or the dashboard's token form), and no page
+# address (event ids) leaks to other sites through the Referer header.
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; "
-        "base-uri 'none'"
+        "base-uri 'none'; frame-ancestors 'none'"
     ),
+    "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
 

@@ -1,19 +1,20 @@
 """One client's Server-Sent Events stream, as a plain ASGI response.
 
 The frames are pre-encoded by the hub; what is left per client is as little as we could make
-it, because with 10,000 clients a node does it 10,000 times a window. A window is written to a
-client from the hub's own call (``Subscriber.push``): the ASGI send is driven by hand, and on
-uvicorn and hypercorn a send to a socket with room in its buffer finishes without waiting, so
-no task is woken and no future is made per client and window. Only when the server makes a
-write wait (the client reads slowly) is the rest of that write handed to the client's own
-task, which then writes whatever is queued until it catches up. No timer per client or per
-send either: the hub tends heartbeats and send timeouts in one pass a tick. One small task
-per client waits for it to go away.
+it, because with 10,000 clients a node does it 10,000 times a window. The stream attaches a
+writer to its subscriber (``_Connection``, the subscriber's ``Writer``), and a window is
+written to a client from the hub's own call: the ASGI send is driven by hand, and on uvicorn
+and hypercorn a send to a socket with room in its buffer finishes without waiting, so no task
+is woken and no future is made per client and window. Only when the server makes a write
+wait (the client reads slowly) is the rest of that write handed to the client's own task,
+which then writes whatever is queued until it catches up. No timer per client or per send
+either: the hub tends heartbeats and send timeouts in one pass a tick. One small task per
+client waits for it to go away.
 
-Why not sse-starlette's ``EventSourceResponse`` (used before): it runs a task group per
-client (the generator, a ping loop, a disconnect listener) and wraps every send in an anyio
-timeout scope; measured with 10,000 clients (docs/benchmarks-delivery.md), that machinery on
-hypercorn cost 185 µs of CPU per delivered message and 53 KiB per connection.
+sse-starlette encodes the frames (``frames.py``), but its ``EventSourceResponse`` is not used:
+it runs a task group per client (the generator, a ping loop, a disconnect listener) and wraps
+every send in an anyio timeout scope; measured with 10,000 clients (docs/benchmarks-delivery.md),
+that machinery on hypercorn cost 185 µs of CPU per delivered message and 53 KiB per connection.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 from starlette.responses import Response
 
 from .frames import retry_frame
-from .hub import Frame, Hub, Subscriber
+from .hub import Hub
+from .subscriber import Frame, Subscriber
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -56,90 +58,89 @@ class SwarmStream(Response):
         backlog: list[Frame],
         after: int | None,
         retry_ms: int,
+        reset: bytes = b"",
     ) -> None:
         # Response.__init__ would add a content-length: this response is never complete.
         self.status_code = 200
         self.background = None
         self.hub = hub
         self.subscriber = subscriber
-        self.first = b"".join([retry_frame(retry_ms), *subscriber.start(backlog, after)])
+        self.first = b"".join([retry_frame(retry_ms), reset, *subscriber.start(backlog, after)])
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         subscriber = self.subscriber
-        subscriber.task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI app is always called in a task
+        connection = _Connection(send, task)
         watcher = asyncio.create_task(_watch_disconnect(receive, subscriber))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await _write(send, subscriber, self.first)
-            subscriber.push = _Pusher(send, subscriber)
+            subscriber.attach_writer(connection, self.first)
             wake = subscriber.wake
-            while not subscriber.closed:
+            # Every wake-up is a write to finish, frames queued before the writer was
+            # attached, or the end (``close`` sets the wake too, so waiting is always safe).
+            while True:
                 await wake.wait()
                 wake.clear()
-                if subscriber.resume is not None:
-                    resume, subscriber.resume = subscriber.resume, None
-                    await resume
-                    subscriber.sending_since = None
+                if connection.waiting is not None:
+                    await connection.finish()
+                    subscriber.written()
                 if subscriber.closed:
                     break
-                chunk = subscriber.take()
-                if chunk:
-                    await _write(send, subscriber, chunk)
-            subscriber.push = None
+                subscriber.poke()
+            subscriber.detach_writer()
             if not subscriber.timed_out:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Cancelled by the hub's send timeout, or by the server's graceful shutdown while
             # the client accepted nothing: the stream ends here and the server closes the
             # connection. Any other cancellation is passed on.
-            task = asyncio.current_task()
             expected = subscriber.timed_out or self.hub.closing
-            if not expected or task is None or task.uncancel() > 0:
+            if not expected or task.uncancel() > 0:
                 raise
         finally:
-            subscriber.push = None
-            if isinstance(subscriber.resume, _Resumed):
-                subscriber.resume.coroutine.close()  # a write left waiting: abandon it
-                subscriber.resume = None
+            subscriber.detach_writer()
+            connection.abandon()
             watcher.cancel()
             self.hub.detach(subscriber)
 
 
-async def _write(send: Send, subscriber: Subscriber, chunk: bytes) -> None:
-    subscriber.sending_since = asyncio.get_running_loop().time()
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    subscriber.sending_since = None
+class _Connection:
+    """The ``Writer`` of a started stream: each write is begun by hand in the caller; one the
+    server makes wait is finished by the stream's task (``finish``)."""
 
+    __slots__ = ("send", "task", "waiting")
 
-class _Pusher:
-    """``Subscriber.push`` of a started stream: write what is queued, now, in the caller."""
-
-    __slots__ = ("send", "subscriber")
-
-    def __init__(self, send: Send, subscriber: Subscriber) -> None:
+    def __init__(self, send: Send, task: asyncio.Task[Any]) -> None:
         self.send = send
-        self.subscriber = subscriber
+        self.task = task
+        self.waiting: _Resumed | None = None
 
-    def __call__(self) -> None:
-        subscriber = self.subscriber
-        chunk = subscriber.take()
-        if not chunk:
-            return
+    def write(self, chunk: bytes) -> bool:
         sending = self.send({"type": "http.response.body", "body": chunk, "more_body": True})
         try:
             waiting_on = sending.send(None)  # type: ignore[attr-defined]
         except StopIteration:
-            return  # written
-        except (Exception, asyncio.CancelledError) as exc:  # the connection is gone: end it
-            log.debug("write to a client failed: %r", exc)
-            subscriber.close()
-            return
-        # The server made the write wait (a full socket buffer): the stream's task finishes
-        # it, and the send timeout applies from now.
-        subscriber.sending_since = asyncio.get_running_loop().time()
-        subscriber.waits += 1
-        subscriber.resume = _Resumed(sending, waiting_on)
-        subscriber.wake.set()
+            return True
+        except (Exception, asyncio.CancelledError) as exc:
+            raise ConnectionError("the client's connection is gone") from exc
+        self.waiting = _Resumed(sending, waiting_on)
+        return False
+
+    def abort(self) -> None:
+        self.task.cancel()
+
+    async def finish(self) -> None:
+        """Finish the write the server made wait (in the stream's task)."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            await waiting
+
+    def abandon(self) -> None:
+        """Drop a write left waiting (the stream is ending)."""
+        if self.waiting is not None:
+            self.waiting.coroutine.close()
+            self.waiting = None
 
 
 class _Resumed:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import ApiError, BodyTooLarge, MalformedBody, MethodNotAllowed
+from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
+from ..errors import ApiError, BodyTooLarge, MethodNotAllowed, RequestTimeout
 from ..identity import user_from_token
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
@@ -28,26 +29,12 @@ PREFLIGHT_HEADERS = [
     (b"access-control-allow-headers", b"content-type, authorization"),
     (b"access-control-max-age", b"86400"),
 ]
+# A Content-Length longer than this is not a number we read: it is over any body limit.
+LENGTH_DIGITS_MAX = 18
 
 
 def is_reaction_path(path: str) -> bool:
     return path == SEND_EMOJI_PATH or REACTIONS_PATH.fullmatch(path) is not None
-
-
-async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise MalformedBody("the client went away mid-body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -56,7 +43,46 @@ async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIApp:
+class RequestHead(NamedTuple):
+    """What the fast paths read from a request's headers."""
+
+    content_type: str | None
+    authorization: str | None
+    # The Content-Length as a number, or one over ``max_body_bytes`` when it is too long.
+    declared_length: int
+    # Whether HTTP/1 framing announces a body (a length above 0, or chunked).
+    has_body: bool
+
+
+def request_head(scope: dict[str, Any], max_body_bytes: int) -> RequestHead:
+    content_type: str | None = None
+    authorization: str | None = None
+    declared_length = 0
+    has_body = False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            digits = value.strip()
+            if digits.isdigit():
+                too_long = len(digits) > LENGTH_DIGITS_MAX
+                declared_length = max_body_bytes + 1 if too_long else int(digits)
+            has_body = declared_length > 0
+        elif name == b"transfer-encoding":
+            has_body = True
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return RequestHead(content_type, authorization, declared_length, has_body)
+
+
+def fast_ingest(
+    app: ASGIApp, acceptor: Acceptor, limits: BodyLimits, bodies: TimedBodies
+) -> ASGIApp:
+    """The reaction POSTs in front of ``app``. A body is read with the byte cap and the body
+    timeout (413, 408); a refusal given before the body was read is drained first
+    (bodies.py says why), so any client reads it."""
+    max_body_bytes = limits.max_body_bytes
+
     async def fast(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
@@ -67,16 +93,8 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
         method = scope["method"]
         if method == "OPTIONS":  # a CORS preflight from another origin's page
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
-        content_type: str | None = None
-        authorization: str | None = None
-        declared_length = 0
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                declared_length = int(value)
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
+        content_type, authorization, declared_length, has_body = request_head(scope, max_body_bytes)
+        body_read = False
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
@@ -84,14 +102,19 @@ def fast_ingest(app: ASGIApp, acceptor: Acceptor, max_body_bytes: int) -> ASGIAp
                 raise BodyTooLarge(max_body_bytes)
             # With user tokens on, the token's subject is the user of every reaction.
             user_id = user_from_token(acceptor.settings, authorization)
-            body = await _read_body(receive, max_body_bytes)
+            body = await bodies.read(receive, max_body_bytes)
+            body_read = True
             if match is not None:
-                accepted = acceptor.reactions(match.group(1), content_type, body, user_id)
+                status, answer = acceptor.reactions(match.group(1), content_type, body, user_id)
             else:
-                accepted = acceptor.send_emoji(content_type, body, user_id)
+                status, answer = acceptor.send_emoji(content_type, body, user_id)
         except ApiError as error:
+            acceptor.refused[error.code] += 1
+            if has_body and not body_read and is_http1(scope):
+                on_time = not isinstance(error, RequestTimeout)
+                return await answer_then_drain(send, receive, error, limits, on_time)
             payload, status, headers = error_parts(error)
             return await _respond(send, status, raw_headers(headers), payload)
-        await _respond(send, 202, [JSON_HEADER, ANY_ORIGIN_RAW], b'{"accepted":%d}' % accepted)
+        await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
 
     return fast

@@ -10,12 +10,16 @@ Votes (polls/gate.py buffers them) go in entries of their own on their event's s
 of the shard's reactions of the same flush. Only a flush's last entry on a shard carries the
 new watermark; an entry followed by another claims only what was received before the first
 reaction after it, so no window or poll lock is taken for complete ahead of its data.
+
+Its timed loop also refreshes the ingest's view of the active events (``EventAdmission``), at
+most once per ``EVENT_VIEW_REFRESH_MS``, so requests are admitted without a Redis round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -31,12 +35,17 @@ from ..lifecycle import instance_id, sleep_unless
 from ..scripts import Scripts
 from ..settings import Settings
 from ..windows import next_tick_ms
+from .admission import EventAdmission
 from .buffer import ReactionBuffer
 
 if TYPE_CHECKING:
     from ..polls.gate import VoteBuffer
 
 log = logging.getLogger(__name__)
+
+# Each refresh reads every active event id (up to max_active_events); once a second keeps that
+# a small, bounded load on Redis per ingest process.
+EVENT_VIEW_REFRESH_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +77,14 @@ class Flusher:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self.reactions_written = 0
+        # For /metrics: flushes done and the seconds they took in all.
+        self.flushes = 0
+        self.flush_seconds = 0.0
         self.redis_available = True
+        self.events = EventAdmission(
+            settings.max_active_events, settings.events, settings.event_idle_s
+        )
+        self._view_refreshed_ms = 0
 
     def poke(self) -> None:
         """Flush now instead of at the next tick (the buffer reached ``flush_max``)."""
@@ -78,6 +94,7 @@ class Flusher:
         """Take the buffer and write it, plus anything waiting for a retry; returns reactions
         written. Safe to call from several tasks: flushes run one at a time."""
         async with self._lock:
+            started_s = time.perf_counter()
             watermark = now_ms()
             reactions = self.buffer.take()
             for shard, polls in (self.votes.take() if self.votes else {}).items():
@@ -96,6 +113,8 @@ class Flusher:
             )
             written = sum(results)
             self.redis_available = all(not unsent for unsent in self._unsent)
+            self.flushes += 1
+            self.flush_seconds += time.perf_counter() - started_s
             return written
 
     async def _flush_shard(self, shard: int, watermark: int) -> int:
@@ -125,15 +144,34 @@ class Flusher:
             )
         return written
 
+    async def refresh_events(self) -> None:
+        """Refresh the admission view: every shard's active events and the live producers
+        (each producer heartbeats on every shard, so shard 0's hash names them all)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.settings.shards):
+            pipe.zrange(keys.active_events(shard), 0, -1)
+        pipe.hlen(keys.producers(0))
+        try:
+            *members, producers = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("active events unreadable (%s); admitting from the last view", exc)
+            return
+        active = (member.decode() for shard_members in members for member in shard_members)
+        self.events.update(active, int(producers), now_ms())
+        self._view_refreshed_ms = now_ms()
+
     async def run(self) -> None:
         """Flush on wall-clock multiples of the interval, or at once when poked, until stopped;
         then flush once more so a graceful stop keeps every accepted reaction."""
         interval = self.settings.flush_interval_ms
+        await self.refresh_events()
         while not self._stopping.is_set():
             delay_s = (next_tick_ms(now_ms(), interval) - now_ms()) / 1000
             await sleep_unless(self._wake, delay_s)
             self._wake.clear()
             await self.flush()
+            if now_ms() - self._view_refreshed_ms >= EVENT_VIEW_REFRESH_MS:
+                await self.refresh_events()
 
     def _held(self) -> int:
         return self.buffer.held + (self.votes.held if self.votes else 0)

@@ -1,15 +1,20 @@
 """Rate limits per user id and per client address, shared by every ingest process.
 
-No Redis round trip inside a request: each process keeps a token bucket per key and answers
-from it at once. Every ``sync_interval_ms`` the process adds what it took since the last sync
-to a counter per key in Redis (one pipeline for every key that was active) and takes from its
-own buckets what the other processes took meanwhile, so the processes together behave as one
-bucket per key, late by at most one sync interval. A user sending through several processes
-at once can therefore pass the limit by what the others accepted within one interval (plus
-one burst per process for a key it had not seen); the test with two processes measures it.
+A limit of ``rate`` a second with a ``burst`` is counted in fixed windows of
+``burst / rate`` seconds, aligned to the wall clock so every process shares them: at most
+``burst`` in a window, which is ``rate`` a second in the long run (a client may get up to two
+bursts across a window boundary). A window's counts are one ``Counter``, updated for a whole
+request in C (``Counter.update`` over the request's user column, then the highest count of
+its users read back with ``map``): no Python work per reaction, and no Redis round trip inside
+a request. A request is all-or-nothing: refused whole (429 with Retry-After, its counts taken
+back) or counted whole.
 
-A request is all-or-nothing here too: it is refused (429 with Retry-After) unless every user
-in it has tokens for all of its reactions, and then nothing is taken.
+Sharing: every ``rate_sync_interval_ms`` a process adds to a counter per key and window in
+Redis what it counted for the keys that took a noticeable share of the burst since the last
+sync (the heaviest, found by ``most_common``; a person tapping a few times a second never
+costs a Redis command), and adds to its own window counts what the other processes counted
+for them meanwhile. So the processes together allow about one burst per window, late by one
+sync interval, plus what each counted below the share before it was reported.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ import ipaddress
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,74 +38,85 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A shared counter outlives its last update this long: enough for every process to sync.
-COUNTER_TTL_MS = 60_000
+# A key is reported once it took this share of the burst since its last report.
+REPORT_SHARE = 0.1
+# Keys reported per sync at most (the heaviest): bounds one sync's Redis work.
+REPORT_MAX = 256
+
+Counts = dict[str, int]
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at_s: float
-    # Taken here since the last sync, and the shared counter as last seen.
-    unsynced: int = 0
-    seen: int = 0
+class WindowCounts:
+    """Counts per key in the current fixed window, shared with other processes."""
 
+    def __init__(self, kind: str, rate: float, burst: float) -> None:
+        self.kind = kind
+        self.burst = burst
+        self.window_s = burst / rate
+        # A key is worth reporting to the other processes from this count on.
+        self.noticeable = max(1, int(burst * REPORT_SHARE))
+        self.window = -1
+        # This window's counts (a plain dict: its lookups are twice a Counter's): this
+        # process's, plus what the others reported for the key.
+        self.counts: dict[str, int] = {}
+        # The keys past the noticeable share, and for them what this process reported and
+        # what came from others.
+        self.heavy: set[str] = set()
+        self.reported: Counter[str] = Counter()
+        self.others: Counter[str] = Counter()
 
-@dataclass
-class TokenBuckets:
-    """One bucket per key: ``rate`` tokens a second, holding at most ``burst``."""
+    def _roll(self, now_s: float) -> None:
+        window = int(now_s // self.window_s)
+        if window != self.window:
+            self.window = window
+            self.counts = {}
+            self.heavy = set()
+            self.reported = Counter()
+            self.others = Counter()
 
-    kind: str
-    rate: float
-    burst: float
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
-
-    def _refilled(self, key: str, now_s: float) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(self.burst, now_s)
-        elif now_s > bucket.at_s:
-            bucket.tokens = min(self.burst, bucket.tokens + (now_s - bucket.at_s) * self.rate)
-            bucket.at_s = now_s
-        return bucket
-
-    def wait_s(self, wanted: dict[str, int], now_s: float) -> float:
-        """0 if every key has its wanted tokens (then they are taken), else the seconds until
-        the scarcest one would (nothing is taken)."""
-        buckets = [(self._refilled(key, now_s), count) for key, count in wanted.items()]
-        short = max(count - bucket.tokens for bucket, count in buckets)
-        if short > 0:
-            return short / self.rate
-        for bucket, count in buckets:
-            bucket.tokens -= count
-            bucket.unsynced += count
+    def take(self, keys_: list[str], now_s: float) -> float:
+        """Count one for each item of ``keys_`` (a key may repeat) if no key passes the burst
+        with it; 0 then, else the seconds until the window ends (nothing counted)."""
+        self._roll(now_s)
+        counts = self.counts
+        first = keys_[0]
+        if first == keys_[-1] and keys_.count(first) == len(keys_):  # one key: the usual case
+            top = counts.get(first, 0) + len(keys_)
+            if top > self.burst:
+                return self._wait(now_s)
+            counts[first] = top
+        else:
+            _count_elements(counts, keys_)  # Counter.update's C loop, on the plain dict
+            top = max(map(counts.__getitem__, keys_))
+            if top > self.burst:
+                for key in keys_:
+                    counts[key] -= 1
+                return self._wait(now_s)
+        if top >= self.noticeable:
+            self.heavy.update(k for k in set(keys_) if counts[k] >= self.noticeable)
         return 0.0
 
-    def unsynced(self) -> dict[str, int]:
-        return {key: b.unsynced for key, b in self._buckets.items() if b.unsynced}
+    def _wait(self, now_s: float) -> float:
+        return (self.window + 1) * self.window_s - now_s
 
-    def synced(self, key: str, reported: int, total: int) -> None:
-        """The shared counter of ``key`` is now ``total`` after adding our ``reported``: take
-        what the other processes took since we last looked."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return
-        others = total - bucket.seen - reported if bucket.seen else 0
-        # Never below one burst in debt: a flood through another process refuses this key
-        # here for about two bursts' time, not for as long as the flood lasted.
-        bucket.tokens = max(bucket.tokens - max(others, 0), -self.burst)
-        bucket.unsynced -= reported
-        bucket.seen = total
+    def to_report(self) -> list[tuple[str, int]]:
+        """(key, count not yet reported) of the heavy keys with a noticeable share unreported,
+        the heaviest first."""
+        unreported = [
+            (key, self.counts[key] - self.others[key] - self.reported[key]) for key in self.heavy
+        ]
+        heavy = [item for item in unreported if item[1] >= self.noticeable]
+        return sorted(heavy, key=lambda item: -item[1])[:REPORT_MAX]
 
-    def forget_idle(self, now_s: float) -> None:
-        """Drop buckets that have refilled completely: they hold nothing to remember."""
-        full_after_s = self.burst / self.rate
-        for key in [k for k, b in self._buckets.items() if now_s - b.at_s > full_after_s]:
-            if not self._buckets[key].unsynced:
-                del self._buckets[key]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+    def synced(self, window: int, key: str, reported: int, total: int) -> None:
+        """Redis now holds ``total`` for ``key`` in ``window`` after our ``reported``."""
+        if window != self.window:
+            return  # the window rolled over meanwhile: its counts are gone
+        self.reported[key] += reported
+        others = total - self.reported[key]
+        if others > self.others[key]:
+            self.counts[key] += others - self.others[key]
+            self.others[key] = others
 
 
 class TrustedProxies:
@@ -138,22 +153,21 @@ class RateLimiter:
         ip_burst: float,
         trusted_proxies: Sequence[str] = (),
     ) -> None:
-        self.users = TokenBuckets("user", user_rate, user_burst) if user_rate > 0 else None
-        self.addresses = TokenBuckets("ip", ip_rate, ip_burst) if ip_rate > 0 else None
+        self.users = WindowCounts("user", user_rate, user_burst) if user_rate > 0 else None
+        self.addresses = WindowCounts("ip", ip_rate, ip_burst) if ip_rate > 0 else None
         self.proxies = TrustedProxies(trusted_proxies)
         self.refused = 0
 
     def check_address(self, address: str) -> None:
         if self.addresses is not None:
-            self._check(self.addresses, {address: 1}, "client address")
+            self._check(self.addresses, [address], "client address")
 
     def check_users(self, users: list[str]) -> None:
         if self.users is not None:
-            wanted = {users[0]: len(users)} if len(set(users)) == 1 else dict(Counter(users))
-            self._check(self.users, wanted, "user_id")
+            self._check(self.users, users, "user_id")
 
-    def _check(self, buckets: TokenBuckets, wanted: dict[str, int], field_name: str) -> None:
-        wait_s = buckets.wait_s(wanted, time.monotonic())
+    def _check(self, counts: WindowCounts, keys_: list[str], field_name: str) -> None:
+        wait_s = counts.take(keys_, time.time())
         if wait_s:
             self.refused += 1
             raise RateLimited(
@@ -163,27 +177,28 @@ class RateLimiter:
             )
 
     async def sync(self, redis: Redis) -> None:
-        """Share what this process took since the last sync and learn what others took."""
-        groups = [b for b in (self.users, self.addresses) if b is not None]
-        work = [(b, key, count) for b in groups for key, count in b.unsynced().items()]
-        now_s = time.monotonic()
-        for buckets in groups:
-            buckets.forget_idle(now_s)
+        """Share what this process counted for its heavy keys; learn what others counted."""
+        work = [
+            (counts, counts.window, key, count)
+            for counts in (self.users, self.addresses)
+            if counts is not None
+            for key, count in counts.to_report()
+        ]
         if not work:
             return
         pipe = redis.pipeline(transaction=False)
-        for buckets, key, count in work:
-            counter = keys.rate_counter(buckets.kind, key)
+        for counts, window, key, count in work:
+            counter = keys.rate_counter(counts.kind, key, window)
             pipe.incrby(counter, count)
-            pipe.pexpire(counter, COUNTER_TTL_MS)
+            pipe.pexpire(counter, int(counts.window_s * 2000) + 1000)
         replies: list[Any] = await pipe.execute()
-        for index, (buckets, key, count) in enumerate(work):
-            buckets.synced(key, count, int(replies[2 * index]))
+        for index, (counts, window, key, count) in enumerate(work):
+            counts.synced(window, key, count, int(replies[2 * index]))
 
     async def run(self, redis: Redis, settings: Settings, stop: asyncio.Event) -> None:
         """Sync every ``rate_sync_interval_ms`` until ``stop``."""
         while not await sleep_unless(stop, settings.rate_sync_interval_ms / 1000):
             try:
                 await self.sync(redis)
-            except (RedisError, OSError) as exc:  # the local buckets go on limiting alone
+            except (RedisError, OSError) as exc:  # the local counts go on limiting alone
                 log.warning("rate-limit sync failed: %s", exc)

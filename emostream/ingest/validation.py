@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import emoji as emoji_data
@@ -18,15 +17,38 @@ import msgpack
 
 from ..contract import USER_ID, USER_ID_RULE, USER_IDS
 from ..errors import InvalidField, MalformedBody, TooManyReactions, UnsupportedMediaType
+from .timestamps import END_UNIX_SECONDS
+from .timestamps import parse_client_ts as parse_client_ts  # v1's rule, re-exported
 
 JSON_TYPES = frozenset({"application/json"})
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
-# Client times outside [1970, 5138) are not times.
-MAX_UNIX_SECONDS = 1e11
 FULLY_QUALIFIED = emoji_data.STATUS["fully_qualified"]
-VARIATION_SELECTOR_16 = "\ufe0f"
+# Text (U+FE0E) and emoji (U+FE0F) presentation selectors: they change how an emoji is drawn,
+# not which emoji it is.
+_NO_PRESENTATION_SELECTORS = str.maketrans("", "", "\ufe0e\ufe0f")
+# The longest sequence in Unicode's data is 10 code points; room for a selector after each.
+MAX_EMOJI_LENGTH = 32
+EMOJI_RULE = (
+    "exactly one emoji of Unicode's emoji list (skin tones, ZWJ sequences, flags, keycaps "
+    "and tag sequences are one emoji)"
+)
 _EMOJI_CACHE_MAX = 4096
 _emoji_cache: dict[str, str] = {}
+
+
+def without_presentation_selectors(sequence: str) -> str:
+    return sequence.translate(_NO_PRESENTATION_SELECTORS)
+
+
+# Every emoji by its form without presentation selectors -> its fully-qualified form, built
+# once from Unicode's data (emoji-test.txt, as the emoji package carries it). One-to-one: no
+# two fully-qualified sequences differ only in selectors (tests/test_validation.py checks).
+# Components (a bare skin tone or hair style) are not reactions and are not in it.
+FULLY_QUALIFIED_BY_BARE_FORM: dict[str, str] = {
+    without_presentation_selectors(sequence): sequence
+    for sequence, data in emoji_data.EMOJI_DATA.items()
+    if data["status"] == FULLY_QUALIFIED
+}
 
 
 class Reaction(NamedTuple):
@@ -85,6 +107,8 @@ def parse_body(content_type: str | None, body: bytes) -> Any:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedBody(f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # json's C decoder recurses once per level of nesting
+            raise MalformedBody("body is nested too deeply") from None
     if kind in MSGPACK_TYPES:
         try:
             return msgpack.unpackb(body, raw=False)
@@ -111,50 +135,21 @@ def as_reaction_list(payload: Any, max_batch: int) -> tuple[list[Any], bool]:
 def normalize_emoji(value: str) -> str | None:
     """The fully-qualified form of ``value`` if it is exactly one emoji, else None.
 
-    One grapheme cluster (skin tones, ZWJ sequences, flags, keycaps) known to Unicode's emoji
-    data. Unqualified forms (a bare U+2764) are counted with their fully-qualified twin.
+    One rule for every form: drop every presentation selector (U+FE0E, U+FE0F, on any
+    component), then look the rest up among Unicode's emoji sequences. So an unqualified or
+    minimally-qualified form (a bare U+2764, 👁‍🗨), a text-presentation form (❤ U+FE0E) or a
+    needless selector (🔥 U+FE0F) is counted with its fully-qualified twin, and anything that
+    is not one known sequence (two emojis, a bare skin tone, a letter) is refused.
     """
     cached = _emoji_cache.get(value)
     if cached is not None:
         return cached
-    if len(value) > 32 or not emoji_data.is_emoji(value):
+    if len(value) > MAX_EMOJI_LENGTH:
         return None
-    status = emoji_data.EMOJI_DATA[value]["status"]
-    if status == emoji_data.STATUS["component"]:
-        return None
-    normalized = value
-    if status != FULLY_QUALIFIED:
-        for i in range(1, len(value) + 1):
-            candidate = value[:i] + VARIATION_SELECTOR_16 + value[i:]
-            data = emoji_data.EMOJI_DATA.get(candidate)
-            if data is not None and data["status"] == FULLY_QUALIFIED:
-                normalized = candidate
-                break
-    if len(_emoji_cache) < _EMOJI_CACHE_MAX:
+    normalized = FULLY_QUALIFIED_BY_BARE_FORM.get(without_presentation_selectors(value))
+    if normalized is not None and len(_emoji_cache) < _EMOJI_CACHE_MAX:
         _emoji_cache[value] = normalized
     return normalized
-
-
-def parse_client_ts(value: Any, field: str) -> int | None:
-    """RFC 3339 string or Unix seconds to Unix ms; None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InvalidField(field, f"{field} must be an RFC 3339 string or Unix seconds")
-    if isinstance(value, int | float):
-        if not 0 <= value < MAX_UNIX_SECONDS:
-            raise InvalidField(field, f"{field} is out of range for Unix seconds")
-        return int(value * 1000)
-    if isinstance(value, str) and len(value) <= 40:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return int(parsed.timestamp() * 1000)
-    raise InvalidField(
-        field, f"{field} must be an RFC 3339 string with a time zone or Unix seconds"
-    )
 
 
 def _bad(field: str, value: Any, message: str) -> InvalidField:
@@ -168,23 +163,41 @@ def validate_reaction(
     names: FieldNames = CONTRACT_FIELDS,
 ) -> Reaction:
     """Check one reaction object; ``where`` prefixes field names inside arrays (``[3].``)."""
+    item = reaction_object(item, where)
+    user_id, emoji = user_and_emoji(item, item.get(names.user_id), where, allowed, names)
+    return Reaction(user_id, emoji, parse_client_ts(item.get(names.ts), where + names.ts))
+
+
+def reaction_object(item: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(item, Mapping):
         raise MalformedBody("a reaction must be an object", where.rstrip(".") or None)
-    user_id = item.get(names.user_id)
+    return item
+
+
+def user_and_emoji(
+    item: Mapping[str, Any],
+    user_id: Any,
+    where: str,
+    allowed: Collection[str],
+    names: FieldNames,
+    user_id_rule: str = USER_ID_RULE,
+) -> tuple[str, str]:
+    """The checked user id (as given: the seed alias passes it converted) and normalized
+    emoji of one reaction object."""
     if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-        raise _bad(where + names.user_id, user_id, f"{names.user_id} must be {USER_ID_RULE}")
+        raise _bad(where + names.user_id, user_id, f"{names.user_id} must be {user_id_rule}")
     raw_emoji = item.get(names.emoji)
     if not isinstance(raw_emoji, str):
         message = f"{names.emoji} must be a string holding exactly one emoji"
         raise _bad(where + names.emoji, raw_emoji, message)
     emoji = normalize_emoji(raw_emoji)
     if emoji is None:
-        raise InvalidField(where + names.emoji, f"{names.emoji} must be exactly one emoji")
+        raise InvalidField(where + names.emoji, f"{names.emoji} must be {EMOJI_RULE}")
     if allowed and emoji not in allowed:
         raise InvalidField(
             where + names.emoji, f"{names.emoji} is not allowed for this event", "emoji_not_allowed"
         )
-    return Reaction(user_id, emoji, parse_client_ts(item.get(names.ts), where + names.ts))
+    return user_id, emoji
 
 
 def validate_reactions(
@@ -241,13 +254,14 @@ def _common_columns(
 
 
 def _unix_seconds_as_ms(stamps: list[Any]) -> list[int | None] | None:
-    """Client times given as Unix seconds (or absent), in ms; None if any is anything else."""
+    """Client times given as Unix seconds (or absent), in ms; None if any is anything else
+    (then ``parse_client_ts`` decides, one reaction at a time)."""
     column: list[int | None] = []
     append = column.append
     for stamp in stamps:
         if stamp is None:
             append(None)
-        elif type(stamp) in (int, float) and 0 <= stamp < MAX_UNIX_SECONDS:
+        elif type(stamp) in (int, float) and 0 <= stamp < END_UNIX_SECONDS:
             append(int(stamp * 1000))
         else:
             return None

@@ -35,6 +35,8 @@ from ..errors import (
     TooManyReactions,
     Unavailable,
 )
+from ..ingest.admission import EventAdmission
+from ..ingest.limits import RateLimiter
 from ..settings import Settings
 from ..web import redis_or_503
 from .model import PollView, validate_poll_id
@@ -91,10 +93,17 @@ class PollGate:
         settings: Settings,
         buffer: VoteBuffer,
         flush_now: Callable[[], None] | None = None,
+        limiter: RateLimiter | None = None,
+        events: EventAdmission | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.buffer = buffer
+        # The reactions' per-user rate limits (issue 11: votes count against the same ones).
+        self.limiter = limiter
+        # The reactions' event admission: the allow-list (404) and the active-events cap
+        # (429). A vote opens no window, so it takes no place among the active events.
+        self.events = events
         # Called when ``flush_max`` votes wait, as the reaction path pokes the flusher.
         self.flush_now = flush_now
         # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
@@ -152,6 +161,8 @@ class PollGate:
         validate_event_id(event_id)
         validate_poll_id(poll_id)
         users, options = self._votes(payload, user_id)
+        if self.events is not None:
+            self.events.check(event_id)
         began, view = await self.poll(event_id, poll_id)
         received = now_ms()
         # A copy read before a lock call cannot know its lock time, which is at least the
@@ -169,6 +180,8 @@ class PollGate:
             raise InvalidField(f"{where}option", "option is not one of the poll's options")
         if self.buffer.room() < len(users):
             raise Unavailable("the ingest buffer is full; retry shortly", retry_after_s=1)
+        if self.limiter is not None:
+            self.limiter.check_users(users)
         self.buffer.add(event_id, poll_id, users, options, received)
         if self.buffer.pending >= self.settings.flush_max and self.flush_now is not None:
             self.flush_now()

@@ -32,8 +32,10 @@ def _user(request: Request) -> str:
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit") or "10"
-    if not raw.isdigit() or not 1 <= int(raw) <= LEADERBOARD_MAX:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return 10
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LEADERBOARD_MAX:
         raise InvalidField("limit", f"limit must be an integer from 1 to {LEADERBOARD_MAX}")
     return int(raw)
 

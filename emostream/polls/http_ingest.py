@@ -14,11 +14,19 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
 from ..clock import now_ms
 from ..contract import validate_event_id
-from ..errors import ApiError, InvalidField, MethodNotAllowed, NotFound
-from ..identity import header, require_admin, user_from_token
-from ..ingest.fastpath import ASGIApp, _read_body, _respond
+from ..errors import (
+    ApiError,
+    BodyTooLarge,
+    InvalidField,
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+)
+from ..identity import require_admin, user_from_token
+from ..ingest.fastpath import ASGIApp, _respond, request_head
 from ..ingest.validation import parse_body
 from ..settings import Settings
 from ..web import ANY_ORIGIN_RAW, JSON_TYPE, error_parts, raw_headers, redis_or_503
@@ -47,8 +55,12 @@ def is_poll_write(scope: dict[str, Any]) -> bool:
     )
 
 
-def fast_votes(app: ASGIApp, gate: PollGate, settings: Settings) -> ASGIApp:
-    """``POST /v1/events/{event_id}/polls/{poll_id}/votes`` in plain ASGI; the rest to ``app``."""
+def fast_votes(app: ASGIApp, gate: PollGate, limits: BodyLimits, bodies: TimedBodies) -> ASGIApp:
+    """``POST /v1/events/{event_id}/polls/{poll_id}/votes`` in plain ASGI; the rest to ``app``.
+    The body is read as the reaction fast path reads one (ingest/fastpath.py): capped, timed,
+    and drained after a refusal given before it was read."""
+    settings = gate.settings
+    max_body_bytes = limits.max_body_bytes
 
     async def votes(scope: dict[str, Any], receive: Any, send: Any) -> None:
         match = VOTES_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
@@ -56,15 +68,22 @@ def fast_votes(app: ASGIApp, gate: PollGate, settings: Settings) -> ASGIApp:
             return await app(scope, receive, send)
         if scope["method"] == "OPTIONS":
             return await _respond(send, 204, [*VOTE_PREFLIGHT], b"")
-        headers = scope["headers"]
+        content_type, authorization, declared_length, has_body = request_head(scope, max_body_bytes)
+        body_read = False
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed here", VOTE_METHODS)
-            user_id = user_from_token(settings, header(headers, b"authorization"))
-            body = await _read_body(receive, settings.max_body_bytes)
-            payload = parse_body(header(headers, b"content-type"), body)
+            if declared_length > max_body_bytes:
+                raise BodyTooLarge(max_body_bytes)
+            user_id = user_from_token(settings, authorization)
+            body = await bodies.read(receive, max_body_bytes)
+            body_read = True
+            payload = parse_body(content_type, body)
             accepted = await gate.accept(match.group(1), match.group(2), payload, user_id)
         except ApiError as error:
+            if has_body and not body_read and is_http1(scope):
+                on_time = not isinstance(error, RequestTimeout)
+                return await answer_then_drain(send, receive, error, limits, on_time)
             payload_bytes, status, error_headers = error_parts(error)
             return await _respond(send, status, raw_headers(error_headers), payload_bytes)
         ok = [(b"content-type", JSON_TYPE.encode()), ANY_ORIGIN_RAW]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..contract import CONTRACT_VERSION, EVENT_ID, EVENT_ID_RULE
-from ..errors import Conflict, InvalidField, MalformedBody
+from ..errors import InvalidField, InvalidState, MalformedBody
 
 KINDS = ("poll", "trivia")
 RESULTS = ("live", "on_reveal")
@@ -146,7 +146,7 @@ def check_transition(action: str, state: str) -> str:
     """The state ``action`` leads to from ``state``; 409 ``invalid_state`` if impossible."""
     sources, target = TRANSITIONS[action]
     if state not in sources:
-        raise Conflict(f"cannot {action} a poll that is {state}", "state")
+        raise InvalidState(f"cannot {action} a poll that is {state}", "state")
     return target
 
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from .. import keys
 from ..clock import now_ms
-from ..errors import Conflict, InvalidField, NotFound
+from ..errors import InvalidField, InvalidState, NotFound
 from ..records import PollRecord, encode_poll_record
 from ..scripts import POLL_NO_ANSWER, POLL_NOT_FROZEN, POLL_UNKNOWN, Scripts
 from ..settings import Settings
@@ -85,7 +85,7 @@ class PollStore:
             definition.answer or "",
         )
         if reply[0] != 1:
-            raise Conflict(f"only a draft can be replaced; this poll is {_text(reply[1])}")
+            raise InvalidState(f"only a draft can be replaced; this poll is {_text(reply[1])}")
         return bool(reply[2])
 
     async def transition(
@@ -129,10 +129,10 @@ class PollStore:
         if code == POLL_UNKNOWN:
             raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
         if code == POLL_NO_ANSWER:
-            raise Conflict("a trivia question needs its answer before the reveal", "answer")
+            raise InvalidState("a trivia question needs its answer before the reveal", "answer")
         if code == POLL_NOT_FROZEN:
-            raise Conflict("the result is not frozen yet; retry in a moment")
-        raise Conflict(f"cannot {action} a poll that is {detail}", "state")
+            raise InvalidState("the result is not frozen yet; retry in a moment")
+        raise InvalidState(f"cannot {action} a poll that is {detail}", "state")
 
     async def read(self, event_id: str, poll_id: str) -> PollView | None:
         shard = self.shard(event_id)

@@ -1,10 +1,12 @@
 // The dashboard's admin console: create a poll, then open, lock, reveal and close it.
 //
-// The admin token is typed in by the operator and kept in this module's memory only: never
-// in the page source, storage or a URL. Every call sends it as Authorization: Bearer.
+// The admin token is the one the dashboard asks for (dashboard.js): typed in by the operator
+// and kept in the tab's sessionStorage, never in the page source or a URL. Every call sends
+// it as Authorization: Bearer; one typed in the form but not yet submitted is used too.
 
 const $ = (id) => document.getElementById(id);
 const BASE = new URL("..", import.meta.url).href;
+const TOKEN_KEY = "emostream.adminToken"; // dashboard.js keeps the typed token under it
 
 function pollUrl(tail = "") {
   const event = encodeURIComponent($("admin-event").value.trim());
@@ -35,7 +37,7 @@ function definition() {
 }
 
 async function act(action) {
-  const token = $("admin-token").value;
+  const token = sessionStorage.getItem(TOKEN_KEY) || $("admin-token").value.trim();
   const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
   let request;
   if (action === "create") {

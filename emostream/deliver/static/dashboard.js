@@ -1,10 +1,13 @@
-// The operator dashboard: polls GET /v1/stats once a second and draws what it says.
+// The operator dashboard: polls GET /v1/stats once a second and draws what it says. When the
+// node has an admin token configured, the stats answer 401 until the operator types the token:
+// it is kept in sessionStorage (this tab only) and sent as a Bearer token, never in the page.
 
 import { compactNumber, drawLines, PALETTE } from "./chart.js";
 
 const POLL_MS = 1000;
 const HISTORY_MS = 2 * 60 * 1000;
 const STATS_URL = new URL("../v1/stats", import.meta.url).href;
+const TOKEN_KEY = "emostream.adminToken";
 
 const history = { reactions: [], windows: [] };
 const $ = (id) => document.getElementById(id);
@@ -149,9 +152,40 @@ function setState(state, text) {
   $("state").textContent = text;
 }
 
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken(rejected) {
+  $("token-note").textContent = rejected
+    ? "That token was refused; type the node's admin token."
+    : "Kept in this browser tab only (sessionStorage), sent as Authorization: Bearer.";
+  $("token-form").hidden = false;
+  $("admin-token").focus();
+  setState("locked", "admin token needed");
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("admin-token").value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("admin-token").value = "";
+  $("token-form").hidden = true;
+  poll();
+});
+
 async function poll() {
   try {
-    const response = await fetch(STATS_URL, { cache: "no-store" });
+    const response = await fetch(STATS_URL, { cache: "no-store", headers: authorization() });
+    if (response.status === 401) {
+      // Wait for the operator instead of polling a locked endpoint.
+      const rejected = sessionStorage.getItem(TOKEN_KEY) !== null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      askForToken(rejected);
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
     setState("live", "live");

@@ -160,6 +160,13 @@ export function connect(eventId, options = {}) {
         console.error("emostream: onPoll failed", error);
       }
     });
+    // The server no longer has the seq we resumed from (its Redis lost the history and
+    // numbers windows from 1 again): what follows is new, however low its seq.
+    source.addEventListener("reset", () => {
+      chain = chain.then(() => {
+        handle.lastSeq = null;
+      });
+    });
     source.addEventListener("error", () => {
       if (closed) return;
       awaitingCatchUp = true;

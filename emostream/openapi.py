@@ -1,0 +1,472 @@
+"""The OpenAPI 3.1 documents of the JSON routes, served at ``/openapi.json`` by every role.
+
+Ingest's Quart app documents its own routes through quart-schema (ingest/app.py); the two
+reaction POSTs never reach Quart (the fast path answers them), so their operations are
+written here and merged into that document. Delivery (Starlette) is written here whole. The
+schemas are the contract of ../shared/DESIGN.md, as strict as the code is: tests run
+schemathesis against each role, which checks every answer against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
+
+OPENAPI_VERSION = "3.1.0"
+
+REACTION_MEDIA_TYPES = ("application/json", "application/msgpack")
+EVENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+USER_ID_PATTERN = "^[A-Za-z0-9_.:@-]{1,64}$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "The one error shape of every route.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "description": "stable machine code"},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"], "description": "the offending field"},
+                },
+            }
+        },
+    },
+    "ClientTime": {
+        "description": "Client time, kept for analytics only: RFC 3339 with a time zone, or "
+        "Unix seconds.",
+        "oneOf": [
+            {"type": "string", "format": "date-time", "maxLength": 40},
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+            {"type": "null"},
+        ],
+    },
+    "Reaction": {
+        "type": "object",
+        "required": ["user_id", "emoji"],
+        "properties": {
+            "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": USER_ID_RULE},
+            "emoji": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 32,
+                "description": "exactly one emoji (one grapheme cluster)",
+            },
+            "ts": _ref("ClientTime"),
+        },
+    },
+    "SeedReaction": {
+        "type": "object",
+        "description": "The payload earlier EmoStream clients send.",
+        "required": ["user_id", "emoji_type"],
+        "properties": {
+            "user_id": {"type": "string", "pattern": USER_ID_PATTERN},
+            "emoji_type": {"type": "string", "minLength": 1, "maxLength": 32},
+            "timestamp": _ref("ClientTime"),
+            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["accepted"],
+        "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 500}},
+    },
+    "TopEmoji": {
+        "type": "object",
+        "required": ["emoji", "count", "swarm"],
+        "properties": {
+            "emoji": {"type": "string"},
+            "count": {"type": "integer", "minimum": 1},
+            "swarm": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Window": {
+        "type": "object",
+        "required": [
+            "v",
+            "event_id",
+            "seq",
+            "window_start_ms",
+            "window_end_ms",
+            "total",
+            "unique_users",
+            "top",
+        ],
+        "properties": {
+            "v": {"const": CONTRACT_VERSION},
+            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "seq": {"type": "integer", "minimum": 1},
+            "window_start_ms": {"type": "integer"},
+            "window_end_ms": {"type": "integer"},
+            "total": {"type": "integer", "minimum": 0},
+            "unique_users": {"type": "integer", "minimum": 0},
+            "top": {"type": "array", "items": _ref("TopEmoji")},
+            "revision": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Registration": {
+        "type": "object",
+        "properties": {
+            "client_id": {
+                "type": "string",
+                "pattern": USER_ID_PATTERN,
+                "description": CLIENT_ID_RULE + "; generated when absent",
+            },
+            "cluster": {
+                "type": "string",
+                "pattern": EVENT_ID_PATTERN,
+                "description": "defaults to the answering node's cluster",
+            },
+        },
+    },
+    "Assignment": {
+        "type": "object",
+        "required": ["client_id", "event_id", "cluster", "node", "stream_url", "token"],
+        "properties": {
+            "client_id": {"type": "string"},
+            "event_id": {"type": "string"},
+            "cluster": {"type": "string"},
+            "node": {"type": "string"},
+            "stream_url": {"type": "string"},
+            "token": {
+                "type": "string",
+                "description": "needed to unregister, or to register this client id again",
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["role"],
+        "properties": {"role": {"type": "string"}},
+    },
+    "Stats": {
+        "type": "object",
+        "description": "The operator's read model of every tier (README, the dashboard).",
+        "required": ["at_ms", "workers", "shards", "producers", "delivery", "events"],
+        "properties": {
+            "at_ms": {"type": "integer"},
+            "workers": {"type": "array", "items": {"type": "object"}},
+            "shards": {"type": "array", "items": {"type": "object"}},
+            "producers": {"type": "array", "items": {"type": "object"}},
+            "delivery": {"type": "object"},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+
+SECURITY_SCHEMES = {
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "EMOSTREAM_ADMIN_TOKEN; /v1/stats is open while none is configured",
+    },
+    "registrationToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the token a registration answered",
+    },
+}
+
+WHY = {
+    400: "malformed: the body does not parse, or has the wrong overall shape",
+    401: "a Bearer token is needed",
+    403: "the token is not this registration's",
+    404: "no such route (an id holding a slash), or nothing registered under the id",
+    405: "method not allowed",
+    408: "the body did not arrive in time",
+    409: "the client id is registered; registering it again needs its token",
+    413: "the body is over the byte limit, or holds more than 500 reactions",
+    415: "Content-Type is neither application/json nor application/msgpack",
+    422: "a field breaks the contract; `field` names it",
+    429: "rate limited; retry after Retry-After seconds",
+    503: "buffer full or Redis unavailable; retry after Retry-After seconds",
+}
+RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^\\d+$"}}}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": WHY[status],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+        if status in (429, 503):
+            answer["headers"] = RETRY_AFTER
+        answers[str(status)] = answer
+    return answers
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_id(name: str, pattern: str, rule: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": rule,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+EVENT_ID = _path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
+CLIENT_ID = _path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
+
+
+def _reactions_body(one: str) -> dict[str, Any]:
+    schema = {
+        "oneOf": [
+            _ref(one),
+            {"type": "array", "items": _ref(one), "minItems": 1, "maxItems": 500},
+        ]
+    }
+    return {
+        "required": True,
+        "description": "one reaction or an array of up to 500; all-or-nothing",
+        "content": {media: {"schema": schema} for media in REACTION_MEDIA_TYPES},
+    }
+
+
+PREFLIGHT = {
+    "summary": "CORS preflight: any origin may send reactions",
+    "responses": {"204": {"description": "allowed"}},
+}
+REACTION_ERRORS = errors(400, 405, 408, 413, 415, 422, 503)
+
+# The operations of the ingest fast path (ingest/fastpath.py).
+REACTION_PATHS: dict[str, Any] = {
+    "/v1/events/{event_id}/reactions": {
+        "post": {
+            "operationId": "post_reactions",
+            "parameters": [EVENT_ID],
+            "summary": "Send reactions",
+            "description": "Validated whole, stamped with the server's receive time, "
+            "buffered for the next flush. application/msgpack carries the same structure.",
+            "requestBody": _reactions_body("Reaction"),
+            "responses": {
+                "202": _json("every reaction was accepted", _ref("Accepted")),
+                **REACTION_ERRORS,
+                **errors(404),
+            },
+        },
+        "options": {
+            **PREFLIGHT,
+            "operationId": "preflight_reactions",
+            # A preflight is allowed for any id: the POST itself checks it, and answers why.
+            "parameters": [
+                {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        },
+    },
+    "/send_emoji": {
+        "post": {
+            "operationId": "post_send_emoji",
+            "summary": "Send reactions, seed-compatible",
+            "description": "Counted under `event_id`, else the default event `live`.",
+            "requestBody": _reactions_body("SeedReaction"),
+            "responses": {
+                "202": _json("every reaction was accepted", _ref("Accepted")),
+                **REACTION_ERRORS,
+            },
+        },
+        "options": {**PREFLIGHT, "operationId": "preflight_send_emoji"},
+    },
+}
+
+DELIVERY_PATHS: dict[str, Any] = {
+    "/healthz": {
+        "get": {
+            "operationId": "get_delivery_health",
+            "summary": "Health of this delivery node",
+            "responses": {"200": _json("alive", _ref("Health"))},
+        }
+    },
+    "/v1/stats": {
+        "get": {
+            "operationId": "get_stats",
+            "summary": "Operator stats (the dashboard's source)",
+            "security": [{}, {"adminToken": []}],
+            "responses": {"200": _json("a snapshot", _ref("Stats")), **errors(401, 503)},
+        }
+    },
+    "/v1/events/{event_id}/windows": {
+        "get": {
+            "operationId": "get_windows",
+            "summary": "Closed windows after a seq (history for charts and late joiners)",
+            "parameters": [
+                EVENT_ID,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+            "responses": {
+                "200": _json("oldest first", {"type": "array", "items": _ref("Window")}),
+                **errors(404, 422, 503),
+            },
+        }
+    },
+    "/v1/events/{event_id}/stream": {
+        "get": {
+            "operationId": "get_stream",
+            "summary": "The swarm as Server-Sent Events: one `swarm` event per closed window",
+            "parameters": [
+                EVENT_ID,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "description": "the last seq seen: the missed windows come first",
+                    "schema": {"type": "string", "pattern": "^\\d{1,18}$"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "never ends by itself",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **errors(404, 422),
+            },
+        }
+    },
+    "/v1/events/{event_id}/subscribers": {
+        "post": {
+            "operationId": "register_subscriber",
+            "summary": "Assign a client to the least-loaded live node of a cluster",
+            "parameters": [EVENT_ID],
+            "security": [{}, {"registrationToken": []}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("Registration")}},
+            },
+            "responses": {
+                "201": _json("assigned", _ref("Assignment")),
+                **errors(400, 404, 408, 409, 413, 422, 429, 503),
+            },
+        }
+    },
+    "/v1/events/{event_id}/subscribers/{client_id}": {
+        "delete": {
+            "operationId": "unregister_subscriber",
+            "summary": "Forget a registration",
+            "description": "Needs the registration's token; one made through the seed's "
+            "/register is open and needs none.",
+            "parameters": [EVENT_ID, CLIENT_ID],
+            "security": [{}, {"registrationToken": []}],
+            "responses": {
+                "204": {"description": "forgotten"},
+                **errors(401, 403, 404, 422, 503),
+            },
+        }
+    },
+}
+
+
+SEED_ID = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
+SCHEMAS["SeedRegistration"] = {
+    "type": "object",
+    "description": "What the seed's clients send; ids may be whole numbers.",
+    "required": ["user_id"],
+    "properties": {
+        "user_id": {**SEED_ID, "description": CLIENT_ID_RULE + ", or a whole number"},
+        "group_id": {**SEED_ID, "description": "the cluster; defaults to the answering node's"},
+        "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+    },
+}
+SCHEMAS["SeedAssignment"] = {
+    "allOf": [
+        {**SCHEMAS["Assignment"], "required": ["client_id", "event_id", "cluster", "stream_url"]},
+        {
+            "type": "object",
+            "required": ["user_id", "group_id"],
+            "properties": {"user_id": {"type": "string"}, "group_id": {"type": "string"}},
+        },
+    ]
+}
+SEED_ERRORS = errors(400, 408, 409, 413, 422, 429, 503)
+# The seed's registration aliases (deliver/seed.py): 200 for success, as the seed answered.
+DELIVERY_PATHS["/register"] = {
+    "post": {
+        "operationId": "seed_register",
+        "summary": "Register, seed-compatible: an open registration (no token)",
+        "security": [{}, {"registrationToken": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
+        },
+        "responses": {"200": _json("assigned", _ref("SeedAssignment")), **SEED_ERRORS},
+    }
+}
+DELIVERY_PATHS["/unregister"] = {
+    "post": {
+        "operationId": "seed_unregister",
+        "summary": "Unregister, seed-compatible; a registration with a token needs it",
+        "security": [{}, {"registrationToken": []}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
+        },
+        "responses": {
+            "200": _json(
+                "forgotten",
+                {
+                    "type": "object",
+                    "required": ["user_id", "event_id", "unregistered"],
+                    "properties": {
+                        "user_id": {"type": "string"},
+                        "event_id": {"type": "string"},
+                        "unregistered": {"const": True},
+                    },
+                },
+            ),
+            **errors(400, 401, 403, 404, 408, 413, 422, 503),
+        },
+    }
+}
+
+
+def document(title: str, paths: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": str(CONTRACT_VERSION)},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def delivery_document(with_reactions: bool = False) -> dict[str, Any]:
+    """Delivery's document; with the reaction POSTs too when ingest shares its port
+    (`emostream up`)."""
+    if with_reactions:
+        return document("emostream", {**DELIVERY_PATHS, **REACTION_PATHS})
+    return document("emostream delivery", DELIVERY_PATHS)
+
+
+def with_reaction_paths(generated: dict[str, Any]) -> dict[str, Any]:
+    """Ingest's generated document (quart-schema) with the fast path's operations."""
+    components = generated.setdefault("components", {})
+    return {
+        **generated,
+        "paths": {**generated.get("paths", {}), **REACTION_PATHS},
+        "components": {
+            **components,
+            "schemas": {**components.get("schemas", {}), **SCHEMAS},
+            "securitySchemes": {**components.get("securitySchemes", {}), **SECURITY_SCHEMES},
+        },
+    }
