@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from quart import Blueprint, Response, request
+from quart_schema import hide
 
 from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
 from ..clock import now_ms
@@ -112,7 +113,9 @@ def poll_admin(settings: Settings, store: PollStore) -> Blueprint:
         body = poll_object(view, now_ms(), privileged=True)
         return Response(_dumps(body), status, {"Content-Type": JSON_TYPE})
 
+    # Documented in openapi.py (POLL_WRITE_PATHS), one operation per action.
     @blueprint.put("/v1/events/<event_id>/polls/<poll_id>")
+    @hide
     async def put_poll(event_id: str, poll_id: str) -> Response:
         require_admin(settings, request.headers.get("Authorization"))
         validate_event_id(event_id)
@@ -123,6 +126,7 @@ def poll_admin(settings: Settings, store: PollStore) -> Blueprint:
         return await answer(event_id, poll_id, 201 if created else 200)
 
     @blueprint.post("/v1/events/<event_id>/polls/<poll_id>/<action>")
+    @hide
     async def transition(event_id: str, poll_id: str, action: str) -> Response:
         if action not in TRANSITIONS:
             raise NotFound(f"no such poll action: {action}")
