@@ -12,6 +12,18 @@ lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker
 
 Receive times are run-length encoded (one run per request) and never decrease within an
 event (the ingest clock is monotonic). ``unpack_batch`` decodes everything, for analytics.
+
+Votes ride the same raw stream, in entries of their own kind (``"kind": "votes/1"``; an entry
+without ``kind`` holds reactions), so a poll's votes pass the same watermarks as its event's
+reactions and one Lua call counts them and acknowledges their entry. Each group is one poll's
+votes, every column packed once by ingest and handed to lua/apply_votes.lua unchanged::
+
+    {"v": 2, "kind": "votes/1", "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
+     "groups": [[event_id, poll_id, <msgpack [user ids]>, <msgpack [options]>,
+                 <msgpack [received_ms]>], ...]}
+
+A worker that predates the kind dead-letters such an entry (its groups do not decode as
+reactions): deploy workers before ingest.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from .rules import AggregationRule
 
 BATCH_VERSION = 2
 PAYLOAD_FIELD = b"b"
+VOTES_KIND = "votes/1"
 
 
 @dataclass(slots=True)
@@ -117,6 +130,8 @@ def unpack_batch(payload: bytes) -> Batch:
     """Everything, reaction by reaction (for analytics and tests)."""
     with _decoding():
         data = _unpack_outer(payload)
+        if data.get("kind") is not None:
+            raise BatchError(f"an entry of {data['kind']!r}, not of reactions")
         events: dict[str, EventColumns] = {}
         for event_id, _start, users_packed, emojis, runs, client_ts in data["groups"]:
             users = msgpack.unpackb(users_packed, raw=False)
@@ -143,16 +158,96 @@ class WindowTally:
 
 
 @dataclass(frozen=True, slots=True)
+class VoteGroup:
+    """One poll's votes in one entry, its columns still packed as ingest wrote them."""
+
+    event_id: str
+    poll_id: str
+    users_packed: bytes
+    options_packed: bytes
+    received_packed: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class BatchTally:
     batch_id: str
     size: int
     windows: list[WindowTally]
+    # Set for an entry of votes (then ``windows`` is empty); ``size`` counts its votes.
+    votes: list[VoteGroup] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class VoteColumns:
+    """Votes buffered for one poll, column-wise."""
+
+    users: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    received_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def pack_votes(
+    batch_id: str, producer: str, watermark_ms: int, polls: dict[tuple[str, str], VoteColumns]
+) -> bytes:
+    groups = [
+        [
+            event_id,
+            poll_id,
+            msgpack.packb(c.users),
+            msgpack.packb(c.options),
+            msgpack.packb(c.received_ms),
+        ]
+        for (event_id, poll_id), c in polls.items()
+    ]
+    return msgpack.packb(
+        {
+            "v": BATCH_VERSION,
+            "kind": VOTES_KIND,
+            "id": batch_id,
+            "p": producer,
+            "wm": watermark_ms,
+            "groups": groups,
+        }
+    )
+
+
+def unpack_vote_columns(group: VoteGroup) -> VoteColumns:
+    """A vote group's columns, decoded (for recount and tests)."""
+    with _decoding():
+        columns = VoteColumns(
+            [str(u) for u in msgpack.unpackb(group.users_packed, raw=False)],
+            [str(o) for o in msgpack.unpackb(group.options_packed, raw=False)],
+            [int(t) for t in msgpack.unpackb(group.received_packed, raw=False)],
+        )
+        if not len(columns.users) == len(columns.options) == len(columns.received_ms):
+            raise BatchError(f"vote columns of poll {group.poll_id!r} differ in length")
+        return columns
+
+
+def _vote_groups(data: Any) -> list[VoteGroup]:
+    groups: list[VoteGroup] = []
+    for event_id, poll_id, users, options, received in data["groups"]:
+        if not all(isinstance(blob, bytes) for blob in (users, options, received)):
+            raise BatchError(f"vote group of poll {poll_id!r} is malformed")
+        groups.append(VoteGroup(str(event_id), str(poll_id), users, options, received))
+    return groups
 
 
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
-    """Count a packed batch per event and window without decoding its user ids."""
+    """Count a packed batch per event and window without decoding its user ids; for an
+    entry of votes, only split it into its polls' groups (Lua counts them)."""
     with _decoding():
         data = _unpack_outer(payload)
+        kind = data.get("kind")
+        if kind == VOTES_KIND:
+            votes = _vote_groups(data)
+            size = sum(len(msgpack.unpackb(g.options_packed)) for g in votes)
+            return BatchTally(str(data["id"]), size, [], votes)
+        if kind is not None:
+            raise BatchError(f"unknown entry kind {kind!r}")
         windows: list[WindowTally] = []
         size = 0
         for event_id, start, users_packed, emojis, _runs, _client_ts in data["groups"]:

@@ -1,4 +1,4 @@
-"""The `emostream` command: up | ingest | worker | delivery | simulate | watch."""
+"""The `emostream` command: up | ingest | worker | delivery | simulate | watch | recount."""
 
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="keep the private Redis's data in a temporary directory, removed at exit",
             )
+    recount = commands.add_parser(
+        "recount",
+        help="recompute a frozen poll from its votes; exit 0 only if it equals the frozen one",
+    )
+    recount.add_argument("event_id")
+    recount.add_argument("poll_id")
+    recount.add_argument("--redis-url", help="overrides EMOSTREAM_REDIS_URL")
     sim = commands.add_parser("simulate", help="post generated reactions to a running system")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
     sim.add_argument("--event", default="live")
@@ -96,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print_report(report)
         return 0
+    if args.command == "recount":
+        return _recount(args.event_id, args.poll_id, args.redis_url)
     try:
         overrides = {k: getattr(args, k, None) for k in ("redis_url", "host", "port", "data_dir")}
         if getattr(args, "ephemeral", False):
@@ -107,6 +116,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"emostream: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _recount(event_id: str, poll_id: str, redis_url: str | None) -> int:
+    from .connection import connect
+    from .polls.recount import recount, report
+
+    try:
+        settings = Settings.from_env(redis_url=redis_url)
+        if settings.redis_url is None:
+            raise EmostreamError("recount needs EMOSTREAM_REDIS_URL (or --redis-url)")
+
+        async def run() -> int:
+            assert settings.redis_url is not None
+            redis = connect(settings.redis_url)
+            try:
+                result = await recount(redis, settings, event_id, poll_id)
+            finally:
+                await redis.aclose()
+            print(report(result))
+            return 0 if result.agrees else 1
+
+        return asyncio.run(run())
+    except (EmostreamError, LookupError) as exc:
+        print(f"emostream: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _run(runner: Runner, settings: Settings) -> None:

@@ -155,6 +155,18 @@ class UnknownEvent(ApiError, LookupError):
         super().__init__(f"event {event_id!r} does not take reactions here", "event_id")
 
 
+class InvalidState(Conflict):
+    """409: the call does not fit the state of what it names (a poll's life cycle)."""
+
+    code = "invalid_state"
+
+
+class PollNotOpen(Conflict):
+    """409: a vote for a poll that is not open (not opened yet, or locked)."""
+
+    code = "poll_not_open"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 

@@ -159,3 +159,76 @@ CLUSTERS = f"{PREFIX}:clusters"
 def event_clients(shard: int, event_id: str) -> str:
     """Hash: registered client id -> JSON of its assignment (node, cluster, stream URL)."""
     return f"{_tag(shard)}:ev:{event_id}:clients"
+
+
+# Polls, votes and trivia. A poll lives on its event's shard: every key of one poll, its
+# event's leaderboard and the raw stream that carries its votes share the hash tag {sN}, so
+# the one Lua call that checks and counts a vote also acknowledges the raw entry that carried
+# it (lua/apply_votes.lua), and every transition (lock, freeze, reveal with its scores) is
+# one call in one slot, on Redis Cluster too. Poll ids have the event id's grammar: no braces.
+
+# Poll state changes (and live tallies each window) ride the windows channel as a record of
+# their own kind (records.PollRecord), so a delivery node keeps its one subscription.
+POLLS_CHANNEL = WINDOWS_CHANNEL
+
+
+def poll(shard: int, event_id: str, poll_id: str) -> str:
+    """Hash of one poll: its definition, state, times, frozen result and audit digest
+    (fields in polls/store.py)."""
+    return f"{_tag(shard)}:ev:{event_id}:poll:{poll_id}"
+
+
+def poll_tally(shard: int, event_id: str, poll_id: str) -> str:
+    """Hash: option -> votes counted so far."""
+    return f"{poll(shard, event_id, poll_id)}:tally"
+
+
+def poll_ballots(shard: int, event_id: str, poll_id: str) -> str:
+    """Hash: user id -> JSON array of the options recorded for the user (the ballot)."""
+    return f"{poll(shard, event_id, poll_id)}:ballots"
+
+
+def poll_times(shard: int, event_id: str, poll_id: str) -> str:
+    """Hash, trivia only: user id -> server receive ms of the vote that last changed the
+    user's ballot (points count the answer time from the open)."""
+    return f"{poll(shard, event_id, poll_id)}:times"
+
+
+def poll_log(shard: int, event_id: str, poll_id: str) -> str:
+    """Stream: every vote group of the raw stream counted for the poll, as ingest packed it,
+    in the order it was counted: what `emostream recount` replays (the raw shard stream is
+    trimmed after EMOSTREAM_RAW_RETENTION_S)."""
+    return f"{poll(shard, event_id, poll_id)}:log"
+
+
+def poll_tick(shard: int, event_id: str, poll_id: str) -> str:
+    """String: the newest window boundary at which the poll's live tally was published."""
+    return f"{poll(shard, event_id, poll_id)}:tick"
+
+
+def poll_keys(shard: int, event_id: str, poll_id: str) -> list[str]:
+    """The keys of one poll in the order the Lua scripts take them: hash, tally, ballots,
+    times, log."""
+    return [
+        poll(shard, event_id, poll_id),
+        poll_tally(shard, event_id, poll_id),
+        poll_ballots(shard, event_id, poll_id),
+        poll_times(shard, event_id, poll_id),
+        poll_log(shard, event_id, poll_id),
+    ]
+
+
+def event_polls(shard: int, event_id: str) -> str:
+    """Sorted set: poll id -> creation ms, the event's polls in the order they were made."""
+    return f"{_tag(shard)}:ev:{event_id}:polls"
+
+
+def leaderboard(shard: int, event_id: str) -> str:
+    """Sorted set: user id -> trivia points in the event, added at each reveal."""
+    return f"{_tag(shard)}:ev:{event_id}:leaderboard"
+
+
+def live_polls(shard: int) -> str:
+    """Set of ``"<event_id> <poll_id>"`` polls of the shard that are open, or locked and not
+    yet frozen and audited: what the workers' poll step looks after."""
+    return f"{_tag(shard)}:polls"

@@ -8,6 +8,10 @@ A history stream entry holds the record in its field ``HISTORY_FIELD``.
 
 This module is the format's one Python owner: delivery decodes with it, and tests and
 benchmarks that stand in for the Lua script encode with it.
+
+The same pub/sub channel carries poll records, ``["poll", event_id, poll_id, version]``
+(written by lua/poll_state.lua, lua/freeze_poll.lua and ``encode_poll_record``): a poll
+changed, and delivery reads it once per node and sends its object to the event's clients.
 """
 
 from __future__ import annotations
@@ -86,3 +90,31 @@ def record_of_entry(fields: Mapping[bytes, bytes]) -> WindowRecord:
     except KeyError:
         raise RecordError(f"a history entry without its {HISTORY_FIELD!r} field") from None
     return decode_record(payload)
+
+
+POLL_RECORD_KIND = "poll"
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    event_id: str
+    poll_id: str
+    version: int
+
+
+def encode_poll_record(record: PollRecord) -> bytes:
+    return msgpack.packb([POLL_RECORD_KIND, record.event_id, record.poll_id, record.version])
+
+
+def decode_poll_record(payload: bytes) -> PollRecord | None:
+    """The poll record in a pub/sub payload, or None when it is something else (a window)."""
+    try:
+        fields = msgpack.unpackb(payload, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if not isinstance(fields, list) or len(fields) != 4 or fields[0] != POLL_RECORD_KIND:
+        return None
+    try:
+        return PollRecord(str(fields[1]), str(fields[2]), int(fields[3]))
+    except (ValueError, TypeError):
+        return None

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -31,6 +33,9 @@ from .ingest.flusher import Flusher
 from .ingest.limits import RateLimiter
 from .lifecycle import running
 from .metrics import Metrics, delivery_families, worker_families
+from .polls.fanout import PollFanout
+from .polls.gate import VoteBuffer
+from .polls.store import PollStore
 from .redis_server import PrivateRedis
 from .rules import EmojiSwarmRule
 from .serving import ASGIApp, combine, serve_until
@@ -80,7 +85,9 @@ async def ingest_running(
     redis: Redis, settings: Settings, metrics: Metrics | None = None
 ) -> AsyncIterator[ASGIApp]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max)
-    flusher = Flusher(redis, settings, buffer)
+    flusher = Flusher(
+        redis, settings, buffer, votes=VoteBuffer(settings.shards, settings.buffer_max)
+    )
     limiter = rate_limiter(settings)
     await flusher.flush()  # registers this producer's watermark before any request
     task = asyncio.create_task(flusher.run(), name="flusher")
@@ -118,6 +125,7 @@ async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIt
 @contextlib.asynccontextmanager
 async def hub_running(redis: Redis, settings: Settings, metrics: Metrics) -> AsyncIterator[Hub]:
     hub = Hub(redis, settings, EmojiSwarmRule(settings.top_n, settings.scale))
+    hub.on_poll = PollFanout(PollStore(redis, settings), hub)
     pacer = CollectionPacer()
     metrics.add(*delivery_families(hub, pacer))
     pacer.install()
@@ -182,6 +190,10 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
+    if not settings.admin_token:
+        # One command for a demo: make the admin token rather than leave the console locked.
+        settings = dataclasses.replace(settings, admin_token=secrets.token_urlsafe(24))
+        log.info("no EMOSTREAM_ADMIN_TOKEN set; this run's admin token: %s", settings.admin_token)
     metrics = Metrics()
     async with (
         redis_for(settings, settings.data_dir) as (redis, settings),

@@ -1,8 +1,11 @@
-"""The per-window aggregation rule: how a window's reactions become what viewers see.
+"""The aggregation rules: how responses become what viewers see.
 
-Emoji swarms, votes, polls and trivia share the whole pipeline; only this rule changes. A rule
-tallies a slice of reactions (worker side) and turns a closed window's record into the public
-window object (delivery and history side). Everything here is pure and tested without Redis.
+Emoji swarms, votes, polls and trivia share the whole pipeline; only the rule changes. A swarm
+rule tallies a slice of reactions (worker side) and turns a closed window's record into the
+public window object (delivery and history side). A poll's rule (``PollVoteRule``) needs who
+chose: it decides what one user's vote adds given what is recorded for that user, and the
+worker applies it atomically per (poll, user) in lua/apply_votes.lua, its twin in Lua.
+Everything here is pure and tested without Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .contract import CONTRACT_VERSION
+from .mood import mood_index
 from .records import WindowRecord
 
 
@@ -64,7 +68,44 @@ class EmojiSwarmRule:
                 {"emoji": emoji, "count": count, "swarm": swarm(count, self.scale)}
                 for emoji, count in top_n(record.counts, self.top_n)
             ],
+            # From every count of the window, not the top only (emostream/mood.py).
+            "mood": mood_index(record.counts),
         }
         if record.revision:
             obj["revision"] = record.revision
         return obj
+
+
+@dataclass(frozen=True, slots=True)
+class PollVoteRule:
+    """What one vote adds to a poll's tally, given the user's ballot (the options recorded
+    for the user, oldest first):
+
+    - one vote per user (the default): the first is recorded, later ones change nothing;
+    - ``votes_per_user: n``: up to n distinct options, a repeat changes nothing;
+    - ``changeable``: a new option once the ballot is full moves the oldest one (that option
+      loses the vote in the same step);
+    - ``quota: N``: up to N votes in all, the same option more than once if the user likes.
+    """
+
+    votes_per_user: int = 1
+    changeable: bool = False
+    quota: int | None = None
+
+    def apply(self, ballot: list[str], option: str) -> dict[str, int]:
+        """Record ``option`` on ``ballot`` (changed in place); the change to the tally."""
+        if self.quota is not None:
+            if len(ballot) >= self.quota:
+                return {}
+            ballot.append(option)
+            return {option: 1}
+        if option in ballot:
+            return {}
+        if len(ballot) < self.votes_per_user:
+            ballot.append(option)
+            return {option: 1}
+        if not self.changeable:
+            return {}
+        moved = ballot.pop(0)
+        ballot.append(option)
+        return {moved: -1, option: 1}

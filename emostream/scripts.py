@@ -17,18 +17,24 @@ from . import keys
 from .batch import BatchTally
 from .records import HISTORY_FIELD
 
+# poll_state.lua's answers that are not a success: {code, detail}.
+POLL_WRONG_STATE, POLL_UNKNOWN, POLL_NO_ANSWER, POLL_NOT_FROZEN = 0, -2, -3, -4
+
 
 def lua_source(name: str) -> str:
     return resources.files("emostream.lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:
-    """The three scripts, registered once per client."""
+    """Every script of lua/, registered once per client."""
 
     def __init__(self, redis: Redis) -> None:
         self._flush_batch = redis.register_script(lua_source("flush_batch"))
         self._apply_batch = redis.register_script(lua_source("apply_batch"))
         self._close_window = redis.register_script(lua_source("close_window"))
+        self._apply_votes = redis.register_script(lua_source("apply_votes"))
+        self._poll_state = redis.register_script(lua_source("poll_state"))
+        self._freeze_poll = redis.register_script(lua_source("freeze_poll"))
 
     async def flush_batch(
         self, shard: int, producer_id: str, watermark_ms: int, payload: bytes, maxlen: int
@@ -108,3 +114,43 @@ class Scripts:
         return [
             reply if isinstance(reply, int) else reply.decode(errors="replace") for reply in replies
         ]
+
+    async def apply_votes(
+        self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
+    ) -> None:
+        """Queue one entry of votes with its XACK on ``pipe``; its reply is
+        ``[1, counted, refused]`` applied, ``[0, 0, 0]`` already counted, ``[-1, reason]``."""
+        call_keys = [keys.raw_stream(shard), keys.batch_marker(shard, batch.batch_id)]
+        args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.votes)]
+        for group in batch.votes:
+            call_keys += keys.poll_keys(shard, group.event_id, group.poll_id)
+            args += [group.users_packed, group.options_packed, group.received_packed]
+        await self._apply_votes(keys=call_keys, args=args, client=pipe)
+
+    async def poll_state(
+        self, shard: int, event_id: str, poll_id: str, action: str, now_ms: int, *extra: Any
+    ) -> list[Any]:
+        """Create or replace a draft (``put``) or make a transition; ``extra`` is the
+        action's arguments from ARGV[6] on, as lua/poll_state.lua's header lists them.
+        ``[1, state, created]``, or ``[code, detail]`` with a ``POLL_*`` code."""
+        reply: list[Any] = await self._poll_state(
+            keys=[
+                keys.poll(shard, event_id, poll_id),
+                keys.poll_ballots(shard, event_id, poll_id),
+                keys.poll_times(shard, event_id, poll_id),
+                keys.event_polls(shard, event_id),
+                keys.live_polls(shard),
+                keys.leaderboard(shard, event_id),
+            ],
+            args=[action, now_ms, keys.POLLS_CHANNEL, event_id, poll_id, *extra],
+        )
+        return reply
+
+    async def freeze_poll(self, shard: int, event_id: str, poll_id: str, safe_ms: int) -> int:
+        """Freeze a locked poll once the shard's safe watermark passed its lock: 1 if this
+        call froze it."""
+        frozen: int = await self._freeze_poll(
+            keys=[keys.poll(shard, event_id, poll_id), keys.poll_tally(shard, event_id, poll_id)],
+            args=[safe_ms, keys.POLLS_CHANNEL, event_id, poll_id],
+        )
+        return frozen

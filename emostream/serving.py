@@ -18,6 +18,7 @@ from hypercorn.config import Config, Sockets
 from .deadlines import Deadlines
 from .ingest.fastpath import is_reaction_path
 from .lifecycle import running
+from .polls.http_ingest import is_poll_write
 from .settings import Settings
 
 log = logging.getLogger("emostream")
@@ -198,7 +199,8 @@ async def answer_lifespan(receive: Any, send: Any) -> None:
 
 
 def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
-    """One port for every public path: reaction POSTs to ingest, everything else to delivery.
+    """One port for every public path: reaction POSTs and poll writes to ingest, everything
+    else to delivery.
 
     Neither app needs the lifespan protocol (their resources are started by the runner), so
     it is answered here."""
@@ -206,7 +208,7 @@ def combine(ingest: ASGIApp, delivery: ASGIApp) -> ASGIApp:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             return await answer_lifespan(receive, send)
-        if is_reaction_path(scope.get("path", "")):
+        if is_reaction_path(scope.get("path", "")) or is_poll_write(scope):
             await ingest(scope, receive, send)
         else:
             await delivery(scope, receive, send)

@@ -166,11 +166,25 @@ class Settings:
     # bytes before the connection closes: a client that sends its whole body before reading
     # (Python's urllib) then reads the answer instead of a connection reset.
     drain_max_bytes: int = at_least(0, 8 * 1024 * 1024)
-    # When set, /v1/stats (and the dashboard) need `Authorization: Bearer <admin_token>`.
+    # The operator's token. When set, /v1/stats (and the dashboard) need
+    # `Authorization: Bearer <admin_token>`, and so does every poll admin call; unset, the
+    # stats are open but poll admin calls are refused with 403. `emostream up` makes one when
+    # none is set and logs it, so under `up` the stats need it too.
     admin_token: str = field(default="", repr=False)
     # Client registrations per client address: a token bucket refilled at this rate.
     registration_rate_per_s: float = above(0, 2.0)
     registration_burst: int = at_least(1, 20)
+    # -- Polls, votes and trivia (emostream/polls/), and who may respond (admin_token above).
+    # With a token secret, reactions and votes need a signed HS256 user token whose `sub` is
+    # the user id; unset, users are anonymous as before.
+    token_secret: str = field(default="", repr=False)
+    token_audience: str = "emostream"
+    # Ingest answers votes from a per-process copy of each poll's rules and state read at most
+    # this long ago (one read per poll per interval, not one per vote). A lock takes effect
+    # `poll_lock_grace_ms` after it is called, so every process sees it before its clock
+    # reaches it: the grace must exceed the cache age plus the clock skew between hosts.
+    poll_cache_ms: int = at_least(1, 200)
+    poll_lock_grace_ms: int = at_least(0, 500)
 
     @property
     def window_ms(self) -> int:
@@ -189,6 +203,13 @@ class Settings:
             raise ConfigError(f"{PREFIX}CLUSTER must be {CLUSTER_NAME_RULE}")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ConfigError(f"{PREFIX}TLS_CERTFILE and {PREFIX}TLS_KEYFILE go together")
+        if self.token_secret and len(self.token_secret.encode()) < 32:
+            raise ConfigError(f"{PREFIX}TOKEN_SECRET must be at least 32 bytes (RFC 7518)")
+        if self.poll_lock_grace_ms <= self.poll_cache_ms:
+            raise ConfigError(
+                f"{PREFIX}POLL_LOCK_GRACE_MS must be above {PREFIX}POLL_CACHE_MS: a process "
+                "could accept a vote after a lock it has not read yet"
+            )
         if self.public_url and not _PUBLIC_URL.fullmatch(self.public_url):
             raise ConfigError(f"{PREFIX}PUBLIC_URL must be an http:// or https:// base URL")
         for event_id in self.events:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import bench_e2e, bench_ingest, bench_worker, environment, plots
+from . import bench_e2e, bench_ingest, bench_votes, bench_worker, environment, plots
 from .bench_closer import CLOSER_BEGIN, CLOSER_END
 from .bench_report import figures_section, render
 from .procs import ROOT
@@ -26,7 +26,7 @@ DOCS = ROOT / "docs"
 REPORT = DOCS / "benchmarks.md"
 FANOUT_BEGIN = "<!-- fanout:begin -->"
 FANOUT_END = "<!-- fanout:end -->"
-TIERS = ("ingest", "worker", "e2e")
+TIERS = ("ingest", "worker", "e2e", "votes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         choices=TIERS,
         action="append",
-        help="run only these tiers and print the report (docs/ keeps every tier's tables)",
+        help="run only these tiers and print the report (docs/ keeps every tier's tables; "
+        "the votes tier writes its own section)",
     )
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     parser.add_argument(
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         stored: dict[str, Any] = json.loads(Path(args.render).read_text())
         figures = plots.draw(stored, DOCS)
-        REPORT.write_text(render(stored) + figures_section(figures) + kept_sections())
+        votes = bench_votes.section(REPORT.read_text() if REPORT.exists() else "", None)
+        REPORT.write_text(render(stored) + figures_section(figures) + votes + kept_sections())
         print(f"re-rendered {REPORT.relative_to(ROOT)} from {args.render}")
         return 0
     tiers = args.only or list(TIERS)
@@ -71,17 +73,33 @@ def main(argv: list[str] | None = None) -> int:
         results["worker"] = bench_worker.run(args.quick)
     if "e2e" in tiers:
         results["e2e"] = bench_e2e.run(args.quick)
+    votes_block = None
+    if "votes" in tiers:
+        results["votes"] = bench_votes.run(args.quick)
+        votes_block = bench_votes.render(results["votes"], results["date"], command)
     results["load_after"] = os.getloadavg()
     results["seconds"] = time.monotonic() - started
     raw = Path(tempfile.gettempdir()) / "emostream-bench.json"
     raw.write_text(json.dumps(results, indent=1))
     report = render(results)
+    existing = REPORT.read_text() if REPORT.exists() else ""
     if args.no_write or args.only:
-        print(report)
+        print(report + (votes_block or ""))
+        if votes_block is not None and not args.no_write and existing:
+            # The votes section stands alone: write it in place, the rest untouched.
+            kept = bench_votes.section(existing, None)
+            fresh = bench_votes.section(existing, votes_block)
+            REPORT.write_text(
+                existing.replace(kept.strip(), fresh.strip())
+                if bench_votes.BEGIN in existing
+                else existing.replace(f"\n{FANOUT_BEGIN}", fresh + f"\n{FANOUT_BEGIN}", 1)
+            )
+            print(f"wrote the votes section of {REPORT.relative_to(ROOT)}")
     else:
         DOCS.mkdir(exist_ok=True)
         figures = plots.draw(results, DOCS)
-        REPORT.write_text(report + figures_section(figures) + kept_sections())
+        votes = bench_votes.section(existing, votes_block)
+        REPORT.write_text(report + figures_section(figures) + votes + kept_sections())
         print(f"wrote {REPORT.relative_to(ROOT)} and {len(figures)} figures")
     print(f"raw results: {raw}; {results['seconds']:.0f} s")
     return 0

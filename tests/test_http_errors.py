@@ -229,7 +229,8 @@ def test_any_origin_may_send_reactions(up: Process) -> None:
         assert preflight.status_code == 204
         assert preflight.headers["access-control-allow-origin"] == "*"
         assert "POST" in preflight.headers["access-control-allow-methods"]
-        assert preflight.headers["access-control-allow-headers"] == "content-type"
+        # authorization: a page sending with a signed user token (EMOSTREAM_TOKEN_SECRET)
+        assert preflight.headers["access-control-allow-headers"] == "content-type, authorization"
     headers = {"Origin": "https://embedder.example"}
     accepted = httpx.post(
         f"{up.url}/v1/events/cors/reactions", json={"user_id": "u", "emoji": "🔥"}, headers=headers

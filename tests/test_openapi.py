@@ -134,6 +134,9 @@ def test_ingest_answers_as_its_openapi_document_says(roles: list[Process]) -> No
         "POST /v1/events/{event_id}/reactions",
         "POST /send_emoji",
         "GET /healthz",
+        "PUT /v1/events/{event_id}/polls/{poll_id}",
+        "POST /v1/events/{event_id}/polls/{poll_id}/lock",
+        "POST /v1/events/{event_id}/polls/{poll_id}/votes",
     } <= set(exercised)
     assert "Traceback" not in ingest.log()
 
@@ -148,6 +151,9 @@ def test_delivery_answers_as_its_openapi_document_says(roles: list[Process]) -> 
         "GET /v1/stats",
         "POST /register",
         "POST /unregister",
+        "GET /v1/events/{event_id}/polls/{poll_id}",
+        "GET /v1/events/{event_id}/polls/{poll_id}/votes/{user_id}",
+        "GET /v1/events/{event_id}/leaderboard",
     } <= set(exercised)
     assert "Traceback" not in delivery.log()
 
@@ -161,4 +167,6 @@ def test_every_role_serves_its_document(roles: list[Process]) -> None:
     # `emostream up` serves both on one port, and so does its document.
     combined = delivery_document(with_reactions=True)["paths"]
     assert set(REACTION_PATHS) | {"/v1/events/{event_id}/windows"} <= set(combined)
+    # A poll's path has delivery's GET and ingest's PUT: both are kept.
+    assert {"get", "put"} <= set(combined["/v1/events/{event_id}/polls/{poll_id}"])
     assert ingest.url != delivery.url

@@ -58,13 +58,15 @@ def test_window_object_matches_the_contract() -> None:
             {"emoji": "🔥", "count": 3785, "swarm": 4},
             {"emoji": "👏", "count": 1448, "swarm": 2},
         ],
+        # (0.221 * 1 + 0.140 * 3785 + 0.521 * 1448) / 5234: every count, not the top only
+        "mood": 0.245,
     }
 
 
 def test_empty_window_object_has_total_zero_and_empty_top() -> None:
     record = WindowRecord("live", 7, 0, 2000, 0, 0, ())
     window = EmojiSwarmRule().window_object(record)
-    assert (window["total"], window["top"], window["seq"]) == (0, [], 7)
+    assert (window["total"], window["top"], window["seq"], window["mood"]) == (0, [], 7, None)
     assert "revision" not in window
 
 

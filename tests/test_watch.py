@@ -100,8 +100,12 @@ def test_a_window_reads_as_one_line() -> None:
     record = WindowRecord("live", 42, 1795000000000, 1795000002000, 5234, 812, (("🔥", 3785),))
     window = EmojiSwarmRule().window_object(record)
     line = window_line(window)
-    assert re.fullmatch(r"#42 \d\d:\d\d:\d\d-\d\d:\d\d:\d\d  total 5234  users 812  🔥 3785", line)
+    # Every window carries its mood (emostream/mood.py): 🔥 scores positive.
+    assert re.fullmatch(
+        r"#42 \d\d:\d\d:\d\d-\d\d:\d\d:\d\d  total 5234  users 812  mood \+0\.\d\d  🔥 3785", line
+    )
     assert "  mood +0.25  " in window_line({**window, "mood": 0.25})
+    assert "mood" not in window_line({**window, "mood": None})
     revised = EmojiSwarmRule().window_object(WindowRecord("live", 42, 0, 2000, 0, 0, (), 1))
     assert window_line(revised).endswith("  -  (revised)")
 

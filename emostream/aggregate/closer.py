@@ -124,6 +124,10 @@ class WindowCloser:
                 self._safe_ms[shard] = max(self._safe_ms[shard], snapshots.popleft()[1])
         return self._safe_ms[shard]
 
+    def safe_ms(self, shard: int) -> int:
+        """The shard's safe watermark as the last tick found it (polls freeze on it)."""
+        return self._safe_ms[shard]
+
     async def tick(self) -> int:
         """Close every complete window and publish pending revisions; returns windows
         published."""

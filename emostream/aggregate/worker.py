@@ -22,6 +22,7 @@ from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
 from ..errors import BatchError
 from ..lifecycle import instance_id, sleep_unless
+from ..polls.steward import PollSteward
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts
 from ..settings import Settings
@@ -41,6 +42,8 @@ READERS = 2
 APPLY_CHUNK = 4
 
 Entry = tuple[int, bytes, dict[bytes, bytes] | None]
+# (result index in the pipeline, shard, entry id, reactions or votes, whether it holds votes)
+_Call = tuple[int, int, bytes, int, bool]
 
 
 class Worker:
@@ -57,6 +60,7 @@ class Worker:
         self.worker_id = worker_id or instance_id()
         self.scripts = Scripts(redis)
         self.closer = WindowCloser(redis, settings, self.scripts)
+        self.polls = PollSteward(redis, settings, self.scripts, self.closer)
         self._streams = [keys.raw_stream(shard) for shard in range(settings.shards)]
         self._shard_of_stream = {name.encode(): shard for shard, name in enumerate(self._streams)}
         self.batches = 0
@@ -65,6 +69,7 @@ class Worker:
         self.lost = 0
         self.failed = 0
         self.dead = 0
+        self.votes = 0
 
     async def ensure_groups(self) -> None:
         for stream in self._streams:
@@ -133,7 +138,7 @@ class Worker:
         bytes would fail again). Any other failure leaves it pending with its reason recorded;
         it is retried by a claim and buried after ``max_deliveries`` attempts."""
         executions: list[asyncio.Future[list[Any]]] = []
-        chunks: list[list[tuple[int, int, bytes, int]]] = []
+        chunks: list[list[_Call]] = []
         try:
             for first in range(0, len(entries), APPLY_CHUNK):
                 pipe = self.redis.pipeline(transaction=False)
@@ -155,12 +160,10 @@ class Worker:
         if failure is not None:
             raise failure
 
-    async def _build(
-        self, pipe: Any, entries: Sequence[Entry]
-    ) -> list[tuple[int, int, bytes, int]]:
+    async def _build(self, pipe: Any, entries: Sequence[Entry]) -> list[_Call]:
         """Queue each entry's apply_batch call on ``pipe``; (result index, shard, entry id,
         reactions) of each call."""
-        calls: list[tuple[int, int, bytes, int]] = []
+        calls: list[_Call] = []
         for shard, entry_id, fields in entries:
             try:
                 if fields is None:
@@ -175,25 +178,29 @@ class Worker:
                 pipe.hset(keys.failures(shard), entry_id, repr(exc))
                 self.failed += 1
                 continue
-            calls.append((len(pipe), shard, entry_id, batch.size))
-            await self.scripts.apply_batch(
-                shard,
-                entry_id,
-                batch,
-                self.settings.revision_horizon_s,
-                self.settings.event_ttl_s,
-                pipe,
-            )
+            calls.append((len(pipe), shard, entry_id, batch.size, bool(batch.votes)))
+            ttl_s = self.settings.revision_horizon_s
+            if batch.votes:  # an entry of votes: checked and counted per (poll, user)
+                await self.scripts.apply_votes(shard, entry_id, batch, ttl_s, pipe)
+            else:
+                await self.scripts.apply_batch(
+                    shard, entry_id, batch, ttl_s, self.settings.event_ttl_s, pipe
+                )
         return calls
 
-    async def _record(self, results: list[Any], calls: list[tuple[int, int, bytes, int]]) -> None:
-        for index, shard, entry_id, size in calls:
+    async def _record(self, results: list[Any], calls: list[_Call]) -> None:
+        for index, shard, entry_id, size, votes in calls:
             result = results[index]
             if isinstance(result, Exception) or result[0] == -1:
                 reason = str(result) if isinstance(result, Exception) else _text(result[1])
                 log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, reason)
                 await self.redis.hset(keys.failures(shard), entry_id, reason)
                 self.failed += 1
+                continue
+            if votes:
+                if result[0] == 1:
+                    self.batches += 1
+                    self.votes += size
                 continue
             applied, late, lost = result
             if applied == 1:
@@ -306,7 +313,11 @@ class Worker:
             await self.heartbeat()
             await sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
 
-        steps = [*[consume] * READERS, claim, close, beat]
+        async def polls() -> None:
+            await self.polls.tick()
+            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
+
+        steps = [*[consume] * READERS, claim, close, polls, beat]
         loops = [asyncio.create_task(_forever(stop, step)) for step in steps]
         try:
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)

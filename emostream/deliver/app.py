@@ -26,6 +26,8 @@ from ..errors import (
 )
 from ..metrics import Metrics, delivery_families
 from ..openapi import delivery_document
+from ..polls.http_deliver import poll_routes
+from ..polls.store import PollStore
 from ..settings import Settings
 from ..stats import StatsReader
 from ..web import ANY_ORIGIN, error_parts, json_object, redis_or_503
@@ -192,6 +194,7 @@ def create_delivery_app(
             Route("/v1/stats", stats),
             *page_routes(settings),
             *seed_routes(settings, nodes, admit_registration),
+            *poll_routes(settings, PollStore(hub.redis, settings)),
         ],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
         middleware=[Middleware(guarded, limits=BodyLimits.of(settings))],

@@ -18,6 +18,7 @@ from ..contract import CONTRACT_VERSION
 
 SWARM_EVENT = "swarm"
 RESET_EVENT = "reset"
+POLL_EVENT = "poll"
 # sse-starlette ends lines with "\r\n" unless told; browsers accept either, and "\n" keeps
 # the bytes on the wire as they always were (clients, benchmarks and tests read them).
 LINE_END = "\n"
@@ -34,6 +35,13 @@ def window_frame(window: dict[str, Any]) -> bytes:
     data = json.dumps(window, ensure_ascii=False, separators=(",", ":"))
     seq = None if window.get("revision") else str(window["seq"])
     return ServerSentEvent(data, event=SWARM_EVENT, id=seq, sep=LINE_END).encode()
+
+
+def poll_frame(poll: dict[str, Any]) -> bytes:
+    """``event: poll`` / ``data: <json>``, with no ``id:`` line: a poll update is outside the
+    window order, and the browser's Last-Event-ID must keep naming the newest window."""
+    data = json.dumps(poll, ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(data, event=POLL_EVENT, sep=LINE_END).encode()
 
 
 def retry_frame(retry_ms: int) -> bytes:
@@ -66,6 +74,26 @@ def parse_last_event_id(value: str | None) -> int | None:
     if seq > MAX_SEQ:
         raise ValueError("seq out of range")
     return seq
+
+
+def poll_events(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The client side of ``poll_frame``: the poll objects in an SSE text's lines; an object
+    whose frame carried an id (which none should) has ``"_id"`` set."""
+    found: list[dict[str, Any]] = []
+    block: list[str] = []
+    for line in [*lines, ""]:
+        if line:
+            block.append(line)
+            continue
+        if f"event: {POLL_EVENT}" in block:
+            poll: dict[str, Any] = json.loads(
+                "\n".join(x[6:] for x in block if x.startswith("data: "))
+            )
+            if any(x.startswith("id:") for x in block):
+                poll["_id"] = True
+            found.append(poll)
+        block = []
+    return found
 
 
 def _swarm_window(block: list[str]) -> dict[str, Any] | None:

@@ -20,18 +20,18 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ..errors import RecordError
-from ..records import WindowRecord, decode_record
+from ..records import PollRecord, WindowRecord, decode_poll_record, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
 from .frames import window_frame
 from .history import WindowHistory
-from .subscriber import Frame, FrameKey, Subscriber
+from .subscriber import UNORDERED, Frame, FrameKey, Subscriber
 from .subscription import WindowSubscription
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ class Hub:
         # Called when the node owes its clients nothing: right after a window was handed to
         # every client, and on ticks without windows (the collection pacer, in a server).
         self.idle: Callable[[], None] | None = None
+        # Poll records ride the windows channel too (records.PollRecord); this hook (set by
+        # the role: polls/fanout.py) turns one into a frame for offer_unordered.
+        self.on_poll: Callable[[PollRecord], Awaitable[None]] | None = None
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -226,6 +229,11 @@ class Hub:
             subscriber.time_out()
 
     async def receive(self, payload: bytes) -> None:
+        poll = decode_poll_record(payload)
+        if poll is not None:
+            if self.on_poll is not None and poll.event_id in self._subscribers:
+                await self.on_poll(poll)
+            return
         try:
             record = decode_record(payload)
         except RecordError as exc:
@@ -315,6 +323,12 @@ class Hub:
                     break
         for subscriber in self._subscribers.get(record.event_id, ()):
             subscriber.offer(frame)
+
+    def offer_unordered(self, event_id: str, frame: bytes) -> None:
+        """A frame outside the window order (a poll update, no ``id:`` line) to every
+        client of the event."""
+        for subscriber in self._subscribers.get(event_id, ()):
+            subscriber.offer((UNORDERED, frame))
 
     def _evict_rings(self) -> None:
         while len(self._rings) > RINGS_KEPT:

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # (seq, revision) orders frames; a revision of a window sorts after the window itself.
 FrameKey = tuple[int, int]
 Frame = tuple[FrameKey, bytes]
+# The key of a frame outside the window order (a poll update): like a revision, always
+# written, never moving what the client was sent (Subscriber.take).
+UNORDERED: FrameKey = (-1, 1)
 
 
 class Writer(Protocol):

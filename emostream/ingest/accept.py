@@ -48,9 +48,11 @@ class Acceptor:
         if limiter is not None and limiter.addresses is not None and peer is not None:
             limiter.check_address(limiter.proxies.client(peer[0], forwarded_for))
 
-    def accept(self, event_id: str, reactions: ReactionColumns) -> int:
+    def accept(self, event_id: str, reactions: ReactionColumns, user_id: str | None = None) -> int:
         """Buffer every one of the validated reactions or none (404, 429, 503); returns how
-        many."""
+        many. ``user_id`` (a signed user token's subject) replaces the users the body names."""
+        if user_id is not None:
+            reactions.users = [user_id] * len(reactions)
         # The event is checked first: a request it refuses takes no user's tokens, and one the
         # rate limits refuse takes no place among the active events.
         events = self.flusher.events
@@ -68,14 +70,18 @@ class Acceptor:
             self.flusher.poke()
         return len(reactions)
 
-    def reactions(self, event_id: str, content_type: str | None, body: bytes) -> Answer:
+    def reactions(
+        self, event_id: str, content_type: str | None, body: bytes, user_id: str | None = None
+    ) -> Answer:
         """``POST /v1/events/{event_id}/reactions``: 202 ``{"accepted": n}``."""
         validate_event_id(event_id)
         payload = parse_body(content_type, body)
         reactions = validate_reactions(payload, self.settings.max_batch, self.allowed)
-        return 202, b'{"accepted":%d}' % self.accept(event_id, reactions)
+        return 202, b'{"accepted":%d}' % self.accept(event_id, reactions, user_id)
 
-    def send_emoji(self, content_type: str | None, body: bytes) -> Answer:
+    def send_emoji(
+        self, content_type: str | None, body: bytes, user_id: str | None = None
+    ) -> Answer:
         """The seed-compatible ``POST /send_emoji``: ``{"user_id", "emoji_type",
         "timestamp"?, "event_id"?}``, counted under ``event_id`` or the default event.
         200 ``{"accepted": n, "ts_dropped": k}``, as the seed answered 200: its clients count
@@ -88,5 +94,5 @@ class Acceptor:
                 raise InvalidField("event_id", "event_id must be a string")
             event_id = validate_event_id(candidate)
         reactions, dropped = validate_seed_reactions(payload, self.settings.max_batch, self.allowed)
-        accepted = self.accept(event_id, reactions)
+        accepted = self.accept(event_id, reactions, user_id)
         return 200, b'{"accepted":%d,"ts_dropped":%d}' % (accepted, dropped)

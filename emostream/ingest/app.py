@@ -20,6 +20,9 @@ from ..deadlines import Deadlines
 from ..errors import ApiError, BodyTooLarge, from_http_status
 from ..metrics import Metrics, ingest_families
 from ..openapi import with_reaction_paths
+from ..polls.gate import PollGate
+from ..polls.http_ingest import fast_votes, poll_admin
+from ..polls.store import PollStore
 from ..settings import Settings
 from ..web import error_parts
 from .accept import Acceptor
@@ -43,9 +46,17 @@ def create_ingest_app(
     metrics = metrics or Metrics()
     metrics.add(*ingest_families(acceptor, buffer, flusher))
     limits = BodyLimits.of(settings)
-    quart = guarded(create_quart_app(settings, buffer, flusher, metrics), limits)
+    quart = create_quart_app(settings, buffer, flusher, metrics)
+    if flusher.votes is not None:
+        # Polls: the admin's writes in Quart, votes on a plain-ASGI path of their own.
+        quart.register_blueprint(poll_admin(settings, PollStore(flusher.redis, settings)))
     bodies = TimedBodies(deadlines, settings.body_timeout_s)
-    return fast_ingest(quart, acceptor, limits, bodies)
+    app = fast_ingest(guarded(quart, limits), acceptor, limits, bodies)
+    if flusher.votes is None:
+        return app
+    # Votes pass the same event admission and per-user rate limits as reactions.
+    gate = PollGate(flusher.redis, settings, flusher.votes, flusher.poke, limiter, flusher.events)
+    return fast_votes(app, gate, limits, bodies)
 
 
 class IngestHealth(TypedDict):

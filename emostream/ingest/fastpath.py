@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
 from ..errors import (
@@ -21,6 +21,7 @@ from ..errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from ..identity import user_from_token
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
 from .accept import Acceptor
 
@@ -32,7 +33,7 @@ ALLOWED_METHODS = "POST, OPTIONS"
 PREFLIGHT_HEADERS = [
     ANY_ORIGIN_RAW,
     (b"access-control-allow-methods", ALLOWED_METHODS.encode()),
-    (b"access-control-allow-headers", b"content-type"),
+    (b"access-control-allow-headers", b"content-type, authorization"),
     (b"access-control-max-age", b"86400"),
 ]
 # A Content-Length longer than this is not a number we read: it is over any body limit.
@@ -47,6 +48,66 @@ async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], b
     headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class RequestHead(NamedTuple):
+    """What the fast paths read from a request's headers."""
+
+    content_type: str | None
+    authorization: str | None
+    # The Content-Length as a number, or one over ``max_body_bytes`` when it is too long.
+    declared_length: int
+    # Whether HTTP/1 framing announces a body (a length above 0, or chunked).
+    has_body: bool
+    forwarded_for: str | None = None
+    content_types: int = 0
+    encoding: bytes = b""
+
+    def check(self) -> None:
+        """Refuse content headers that cannot be read as written: which of two Content-Types
+        was meant, or a compressed body that would be read as plain."""
+        if self.content_types > 1:
+            raise MalformedBody("send one Content-Type header, not several", "Content-Type")
+        if self.encoding not in (b"", b"identity"):
+            message = f"Content-Encoding {self.encoding.decode('latin-1')!r} is not supported"
+            raise UnsupportedMediaType(message, "Content-Encoding")
+
+
+def request_head(scope: dict[str, Any], max_body_bytes: int) -> RequestHead:
+    content_type: str | None = None
+    authorization: str | None = None
+    forwarded_for: str | None = None
+    content_types = 0
+    encoding = b""
+    declared_length = 0
+    has_body = False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+            content_types += 1
+        elif name == b"content-encoding":
+            encoding = value.strip().lower()
+        elif name == b"x-forwarded-for":
+            forwarded_for = value.decode("latin-1")
+        elif name == b"content-length":
+            digits = value.strip()
+            if digits.isdigit():
+                too_long = len(digits) > LENGTH_DIGITS_MAX
+                declared_length = max_body_bytes + 1 if too_long else int(digits)
+            has_body = declared_length > 0
+        elif name == b"transfer-encoding":
+            has_body = True
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return RequestHead(
+        content_type,
+        authorization,
+        declared_length,
+        has_body,
+        forwarded_for,
+        content_types,
+        encoding,
+    )
 
 
 def fast_ingest(
@@ -67,49 +128,28 @@ def fast_ingest(
         method = scope["method"]
         if method == "OPTIONS":  # a CORS preflight from another origin's page
             return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
-        content_type: str | None = None
-        content_types = 0
-        encoding = b""
-        forwarded_for: str | None = None
-        declared_length = 0
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-                content_types += 1
-            elif name == b"content-encoding":
-                encoding = value.strip().lower()
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
-            elif name == b"content-length":
-                digits = value.strip()
-                if digits.isdigit():
-                    too_long = len(digits) > LENGTH_DIGITS_MAX
-                    declared_length = max_body_bytes + 1 if too_long else int(digits)
-                has_body = declared_length > 0
-            elif name == b"transfer-encoding":
-                has_body = True
+        head = request_head(scope, max_body_bytes)
         body_read = False
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
-            acceptor.admit_client(scope.get("client"), forwarded_for)
-            if content_types > 1:
-                raise MalformedBody("send one Content-Type header, not several", "Content-Type")
-            if encoding not in (b"", b"identity"):
-                message = f"Content-Encoding {encoding.decode('latin-1')!r} is not supported"
-                raise UnsupportedMediaType(message, "Content-Encoding")
-            if declared_length > max_body_bytes:
+            acceptor.admit_client(scope.get("client"), head.forwarded_for)
+            head.check()
+            if head.declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
+            # With user tokens on, the token's subject is the user of every reaction.
+            user_id = user_from_token(acceptor.settings, head.authorization)
             body = await bodies.read(receive, max_body_bytes)
             body_read = True
             if match is not None:
-                status, answer = acceptor.reactions(match.group(1), content_type, body)
+                status, answer = acceptor.reactions(
+                    match.group(1), head.content_type, body, user_id
+                )
             else:
-                status, answer = acceptor.send_emoji(content_type, body)
+                status, answer = acceptor.send_emoji(head.content_type, body, user_id)
         except ApiError as error:
             acceptor.refused[error.code] += 1
-            if has_body and not body_read and is_http1(scope):
+            if head.has_body and not body_read and is_http1(scope):
                 on_time = not isinstance(error, RequestTimeout)
                 return await answer_then_drain(send, receive, error, limits, on_time)
             payload, status, headers = error_parts(error)

@@ -6,6 +6,11 @@ watermark, as a heartbeat: it is how workers know that windows are complete. A f
 keeps the packed batch (same batch id, so a retry whose first reply was lost is deduplicated
 by the worker) and retries it, in order, before anything newer on that shard.
 
+Votes (polls/gate.py buffers them) go in entries of their own on their event's shard, ahead
+of the shard's reactions of the same flush. Only a flush's last entry on a shard carries the
+new watermark; an entry followed by another claims only what was received before the first
+reaction after it, so no window or poll lock is taken for complete ahead of its data.
+
 Its timed loop also refreshes the ingest's view of the active events (``EventAdmission``), at
 most once per ``EVENT_VIEW_REFRESH_MS``, so requests are admitted without a Redis round trip.
 """
@@ -18,12 +23,13 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import keys
-from ..batch import Batch, pack_batch
+from ..batch import Batch, pack_batch, pack_votes
 from ..clock import now_ms
 from ..lifecycle import instance_id, sleep_unless
 from ..scripts import Scripts
@@ -31,6 +37,9 @@ from ..settings import Settings
 from ..windows import next_tick_ms
 from .admission import EventAdmission
 from .buffer import ReactionBuffer
+
+if TYPE_CHECKING:
+    from ..polls.gate import VoteBuffer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,7 @@ class PackedBatch:
     payload: bytes
     size: int
     watermark_ms: int
+    votes: bool = False
 
 
 class Flusher:
@@ -53,10 +63,13 @@ class Flusher:
         settings: Settings,
         buffer: ReactionBuffer,
         producer_id: str | None = None,
+        votes: VoteBuffer | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.buffer = buffer
+        self.votes = votes
+        self.votes_written = 0
         self.producer_id = producer_id or instance_id()
         self._scripts = Scripts(redis)
         self._unsent: list[deque[PackedBatch]] = [deque() for _ in range(settings.shards)]
@@ -83,7 +96,14 @@ class Flusher:
         async with self._lock:
             started_s = time.perf_counter()
             watermark = now_ms()
-            for shard, events in self.buffer.take().items():
+            reactions = self.buffer.take()
+            for shard, polls in (self.votes.take() if self.votes else {}).items():
+                events = reactions.get(shard)
+                claimed = min(c.received_ms[0] for c in events.values()) if events else watermark
+                payload = pack_votes(uuid.uuid4().hex, self.producer_id, claimed, polls)
+                size = sum(len(columns) for columns in polls.values())
+                self._unsent[shard].append(PackedBatch(payload, size, claimed, votes=True))
+            for shard, events in reactions.items():
                 batch = Batch(uuid.uuid4().hex, self.producer_id, watermark, events)
                 self._unsent[shard].append(
                     PackedBatch(pack_batch(batch, self.settings.window_ms), batch.size, watermark)
@@ -110,6 +130,11 @@ class Flusher:
                     shard, self.producer_id, packed.watermark_ms, packed.payload, maxlen
                 )
                 unsent.popleft()
+                if packed.votes:
+                    assert self.votes is not None
+                    self.votes.written(packed.size)
+                    self.votes_written += packed.size
+                    continue
                 self.buffer.written(packed.size)
                 self.reactions_written += packed.size
                 written += packed.size
@@ -148,6 +173,9 @@ class Flusher:
             if now_ms() - self._view_refreshed_ms >= EVENT_VIEW_REFRESH_MS:
                 await self.refresh_events()
 
+    def _held(self) -> int:
+        return self.buffer.held + (self.votes.held if self.votes else 0)
+
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Final flush with retries, then deregister so no window waits for this producer."""
         self._stopping.set()
@@ -155,11 +183,11 @@ class Flusher:
         deadline = asyncio.get_running_loop().time() + drain_timeout_s
         while True:
             await self.flush()
-            if self.buffer.held == 0 or asyncio.get_running_loop().time() > deadline:
+            if self._held() == 0 or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.2)
-        if self.buffer.held:
-            log.error("stopping with %d accepted reactions not written", self.buffer.held)
+        if self._held():
+            log.error("stopping with %d accepted reactions and votes not written", self._held())
             return
         try:
             pipe = self.redis.pipeline(transaction=False)

@@ -38,19 +38,25 @@ function fit(canvas) {
 /**
  * series: [{ label, color, points: [[x, y], ...] }], x ascending.
  * xMin/xMax bound the x axis; xTicks: [[x, text], ...]; endLabels draws each label at its
- * line's end (emojis on the trend chart).
+ * line's end (emojis on the trend chart). yRange: [low, high] fixes the y axis (the mood's
+ * [-1, 1]); without it the axis runs from 0 to a round number above the highest point.
  */
-export function drawLines(canvas, { series, xMin, xMax, xTicks = [], endLabels = false }) {
+export function drawLines(canvas, { series, xMin, xMax, xTicks = [], endLabels = false, yRange }) {
   const { context: c, width, height } = fit(canvas);
   const pad = { left: 40, right: endLabels ? 34 : 10, top: 10, bottom: xTicks.length ? 20 : 6 };
   const plotW = Math.max(1, width - pad.left - pad.right);
   const plotH = Math.max(1, height - pad.top - pad.bottom);
+  let yMin = 0;
   let yMax = 0;
-  for (const line of series) for (const [, y] of line.points) yMax = Math.max(yMax, y);
-  yMax = niceCeiling(yMax);
+  if (yRange) {
+    [yMin, yMax] = yRange;
+  } else {
+    for (const line of series) for (const [, y] of line.points) yMax = Math.max(yMax, y);
+    yMax = niceCeiling(yMax);
+  }
   const span = Math.max(1, xMax - xMin);
   const px = (x) => pad.left + ((x - xMin) / span) * plotW;
-  const py = (y) => pad.top + plotH - (y / yMax) * plotH;
+  const py = (y) => pad.top + plotH - ((y - yMin) / (yMax - yMin)) * plotH;
 
   c.clearRect(0, 0, width, height);
   c.font = "11px system-ui, sans-serif";
@@ -60,12 +66,13 @@ export function drawLines(canvas, { series, xMin, xMax, xTicks = [], endLabels =
   c.textBaseline = "middle";
   c.textAlign = "right";
   for (const fraction of [0, 0.5, 1]) {
-    const y = py(yMax * fraction);
+    const value = yMin + (yMax - yMin) * fraction;
+    const y = py(value);
     c.beginPath();
     c.moveTo(pad.left, Math.round(y) + 0.5);
     c.lineTo(pad.left + plotW, Math.round(y) + 0.5);
     c.stroke();
-    c.fillText(compactNumber(yMax * fraction), pad.left - 6, y);
+    c.fillText(compactNumber(value), pad.left - 6, y);
   }
   c.textAlign = "center";
   c.textBaseline = "alphabetic";

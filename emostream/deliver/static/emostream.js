@@ -62,12 +62,15 @@ export async function history(eventId, { after = 0, limit = 100, baseUrl } = {})
  * Follow an event's swarm. Callbacks:
  *   onSwarm(window)    every window once, in seq order (the contract's window object)
  *   onRevision(window) a closed window re-published with late reactions (same seq)
+ *   onPoll(poll)       a poll of the event changed, or its live tally at a window
  *   onState(state)     "connecting" | "live" | "reconnecting" | "caught-up"
  * Returns { close(), state, lastSeq, filled }: `filled` counts windows fetched from
  * history because the stream skipped them.
  */
 export function connect(eventId, options = {}) {
-  const { onSwarm = () => {}, onRevision = () => {}, onState = () => {}, baseUrl } = options;
+  const { onSwarm = () => {}, onRevision = () => {}, onPoll = () => {}, onState = () => {} } =
+    options;
+  const { baseUrl } = options;
   const streamUrl = endpoint(baseUrl, `${eventPath(eventId)}/stream`);
   const handle = { state: "connecting", lastSeq: null, filled: 0, close };
   let source = null;
@@ -149,6 +152,14 @@ export function connect(eventId, options = {}) {
       setState("live");
     });
     source.addEventListener("swarm", receive);
+    // Poll frames carry no id: they never move Last-Event-ID, and are not replayed.
+    source.addEventListener("poll", (event) => {
+      try {
+        onPoll(JSON.parse(event.data));
+      } catch (error) {
+        console.error("emostream: onPoll failed", error);
+      }
+    });
     // The server no longer has the seq we resumed from (its Redis lost the history and
     // numbers windows from 1 again): what follows is new, however low its seq.
     source.addEventListener("reset", () => {
@@ -235,4 +246,42 @@ class Batcher {
       taps.forEach((tap) => tap.reject(error));
     }
   }
+}
+
+/** The polls of an event, oldest first. */
+export async function polls(eventId, { baseUrl } = {}) {
+  const response = await fetch(endpoint(baseUrl, `${eventPath(eventId)}/polls`), {
+    cache: "no-store",
+  });
+  if (!response.ok) throw new Error(`polls: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** Vote for `option`; resolves with the accepted count, rejects with the server's message. */
+export async function vote(eventId, pollId, option, { baseUrl, user = userId() } = {}) {
+  const path = `${eventPath(eventId)}/polls/${encodeURIComponent(pollId)}/votes`;
+  const response = await fetch(endpoint(baseUrl, path), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user_id: user, option }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  return body.accepted;
+}
+
+/** What was recorded for this user in a poll: its options, or null when nothing yet. */
+export async function myVote(eventId, pollId, { baseUrl, user = userId() } = {}) {
+  const path = `${eventPath(eventId)}/polls/${encodeURIComponent(pollId)}/votes/${user}`;
+  const response = await fetch(endpoint(baseUrl, path), { cache: "no-store" });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`vote: HTTP ${response.status}`);
+  return (await response.json()).options;
+}
+
+/** This user's trivia standing in the event, or null without points. */
+export async function myRank(eventId, { baseUrl, user = userId() } = {}) {
+  const path = `${eventPath(eventId)}/leaderboard/${user}`;
+  const response = await fetch(endpoint(baseUrl, path), { cache: "no-store" });
+  return response.ok ? response.json() : null;
 }

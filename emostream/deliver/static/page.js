@@ -1,8 +1,9 @@
 // The live swarm page: the pad, the swarm, the top-N, the trend and the connection state.
 // Built on the same client module other sites embed (emostream.js).
 
-import { connect, history, send } from "./emostream.js";
+import { connect, history, polls, send } from "./emostream.js";
 import { compactNumber } from "./chart.js";
+import { PollCard } from "./poll.js";
 import { Swarm } from "./swarm.js";
 import { Trend } from "./trend.js";
 
@@ -30,9 +31,19 @@ const sentNode = document.getElementById("sent");
 const swarm = new Swarm(document.getElementById("swarm"), { windowMs, reducedMotion });
 const trend = new Trend(document.getElementById("trend"), document.getElementById("legend"), {
   windowMs,
+  moodCanvas: document.getElementById("mood"),
 });
+const pollCard = new PollCard(document.getElementById("poll"), { eventId });
 // What the page saw, for people and tests inspecting it: windows, state changes, taps.
-const page = { eventId, received: [], states: [], state: "connecting", sent: 0, failed: 0 };
+const page = {
+  eventId,
+  received: [],
+  states: [],
+  polls: [],
+  state: "connecting",
+  sent: 0,
+  failed: 0,
+};
 window.emostreamPage = page;
 
 function renderTop(window) {
@@ -66,7 +77,7 @@ function renderTop(window) {
 }
 
 function record(window) {
-  page.received.push({ seq: window.seq, total: window.total, top: window.top });
+  page.received.push({ seq: window.seq, total: window.total, top: window.top, mood: window.mood });
   if (page.received.length > RECEIVED_MAX) page.received.shift();
   if (page.states.length > RECEIVED_MAX) page.states.shift();
 }
@@ -95,6 +106,11 @@ const live = connect(eventId, {
   onRevision(window) {
     trend.add(window);
   },
+  onPoll(poll) {
+    page.polls.push({ poll_id: poll.poll_id, state: poll.state, version: poll.version });
+    if (page.polls.length > RECEIVED_MAX) page.polls.shift();
+    pollCard.show(poll);
+  },
   onState(state) {
     page.state = state;
     page.states.push(state);
@@ -103,6 +119,15 @@ const live = connect(eventId, {
   },
 });
 page.connection = live;
+page.pollCard = pollCard;
+
+// The newest poll that is not a draft, so a page opened mid-poll shows it at once.
+polls(eventId)
+  .then((all) => {
+    const shown = all.filter((p) => p.state !== "draft");
+    if (shown.length) pollCard.show(shown[shown.length - 1]);
+  })
+  .catch((error) => console.warn("emostream: no polls", error));
 
 function tap(button) {
   page.sent += 1;

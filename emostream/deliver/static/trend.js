@@ -1,19 +1,23 @@
-// The sentiment wave: each emoji's count per window over the last few minutes.
+// The sentiment wave: each emoji's count per window over the last few minutes, and under it
+// the mood line: each window's mean sentiment in [-1, 1] (null windows leave a gap).
 
 import { drawLines, PALETTE } from "./chart.js";
 
 const SPAN_MS = 3 * 60 * 1000;
 const LINES_MAX = 5;
+const MOOD_COLOR = "#80ed99";
 
 export class Trend {
-  constructor(canvas, legend, { windowMs }) {
+  constructor(canvas, legend, { windowMs, moodCanvas = null }) {
     this.canvas = canvas;
+    this.moodCanvas = moodCanvas;
     this.legend = legend;
     this.windowMs = windowMs;
     this.windows = new Map();
     this.colors = new Map();
     this.pending = false;
     new ResizeObserver(() => this.schedule()).observe(canvas);
+    if (moodCanvas) new ResizeObserver(() => this.schedule()).observe(moodCanvas);
   }
 
   /** How many windows to backfill from history for a full chart. */
@@ -63,6 +67,7 @@ export class Trend {
     }));
     const xTicks = [0, 1, 2, 3].map((minutes) => [xMax - minutes * 60000, minutes ? `-${minutes}m` : "now"]);
     drawLines(this.canvas, { series, xMin, xMax, xTicks, endLabels: true });
+    if (this.moodCanvas) this.drawMood(windows, xMin, xMax, xTicks);
     this.canvas.setAttribute(
       "aria-label",
       "Reactions per window, last 3 minutes: " +
@@ -77,6 +82,25 @@ export class Trend {
         item.append(swatch, line.label);
         return item;
       }),
+    );
+  }
+
+  drawMood(windows, xMin, xMax, xTicks) {
+    const points = windows
+      .filter((w) => w.mood !== null && w.mood !== undefined)
+      .map((w) => [w.window_end_ms, w.mood]);
+    drawLines(this.moodCanvas, {
+      series: [{ label: "mood", color: MOOD_COLOR, points }],
+      xMin,
+      xMax,
+      xTicks,
+      yRange: [-1, 1],
+    });
+    const latest = points.length ? points[points.length - 1][1] : null;
+    this.moodCanvas.dataset.latest = latest === null ? "" : String(latest);
+    this.moodCanvas.setAttribute(
+      "aria-label",
+      latest === null ? "Mood: no reactions yet" : `Mood now ${latest} on a scale from -1 to 1`,
     );
   }
 }
