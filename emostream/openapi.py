@@ -11,69 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
+from .contract import CLIENT_ID_RULE, CONTRACT_VERSION
+from .openapi_polls import POLL_READ_PATHS, POLL_WRITE_PATHS
 from .openapi_schemas import (
+    CLIENT_ID,
+    EVENT_ID,
     EVENT_ID_PATTERN,
     OPENAPI_VERSION,
-    REACTION_MEDIA_TYPES,
-    RETRY_AFTER,
+    PREFLIGHT,
     SCHEMAS,
     SECURITY_SCHEMES,
-    USER_ID_PATTERN,
-    WHY,
+    _json,
+    _reactions_body,
     _ref,
+    errors,
 )
 
-
-def errors(*statuses: int) -> dict[str, Any]:
-    answers: dict[str, Any] = {}
-    for status in statuses:
-        answer: dict[str, Any] = {
-            "description": WHY[status],
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
-        if status in (429, 503):
-            answer["headers"] = RETRY_AFTER
-        answers[str(status)] = answer
-    return answers
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path_id(name: str, pattern: str, rule: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": rule,
-        "schema": {"type": "string", "pattern": pattern},
-    }
-
-
-EVENT_ID = _path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
-CLIENT_ID = _path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
-
-
-def _reactions_body(one: str) -> dict[str, Any]:
-    schema = {
-        "oneOf": [
-            _ref(one),
-            {"type": "array", "items": _ref(one), "minItems": 1, "maxItems": 500},
-        ]
-    }
-    return {
-        "required": True,
-        "description": "one reaction or an array of up to 500; all-or-nothing",
-        "content": {media: {"schema": schema} for media in REACTION_MEDIA_TYPES},
-    }
-
-
-PREFLIGHT = {
-    "summary": "CORS preflight: any origin may send reactions",
-    "responses": {"204": {"description": "allowed"}},
-}
 REACTION_ERRORS = errors(400, 405, 408, 413, 415, 422, 503)
 
 # The operations of the ingest fast path (ingest/fastpath.py).
@@ -290,6 +243,9 @@ def document(title: str, paths: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DELIVERY_PATHS.update(POLL_READ_PATHS)
+
+
 def delivery_document(with_reactions: bool = False) -> dict[str, Any]:
     """Delivery's document; with the reaction POSTs too when ingest shares its port
     (`emostream up`)."""
@@ -322,249 +278,3 @@ def with_reaction_paths(generated: dict[str, Any]) -> dict[str, Any]:
             "securitySchemes": {**components.get("securitySchemes", {}), **SECURITY_SCHEMES},
         },
     }
-
-
-# -- Polls, votes and trivia (emostream/polls/): ingest takes the writes, delivery the reads.
-POLL_ID = _path_id("poll_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
-USER_ID = _path_id("user_id", USER_ID_PATTERN, USER_ID_RULE)
-SCHEMAS["PollDefinition"] = {
-    "type": "object",
-    "required": ["question", "options"],
-    "properties": {
-        "question": {"type": "string", "minLength": 1, "maxLength": 500},
-        "options": {
-            "type": "array",
-            "minItems": 2,
-            "maxItems": 20,
-            "uniqueItems": True,
-            "items": {"type": "string", "minLength": 1, "maxLength": 64},
-        },
-        "kind": {"enum": ["poll", "trivia"]},
-        "results": {"enum": ["live", "on_reveal"]},
-        "votes_per_user": {"type": "integer", "minimum": 1},
-        "changeable": {"type": "boolean"},
-        "quota": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "duration_s": {"type": "integer", "minimum": 1, "maximum": 24 * 3600},
-        "answer": {"type": "string", "description": "trivia only: one of the options"},
-    },
-}
-SCHEMAS["Poll"] = {
-    "type": "object",
-    "description": "A poll as the caller may see it: votes hidden until the reveal for "
-    "`on_reveal` results, and a trivia answer until the reveal, except to the admin token.",
-    "required": ["v", "event_id", "poll_id", "question", "kind", "state", "options", "version"],
-    "properties": {
-        "v": {"const": CONTRACT_VERSION},
-        "event_id": {"type": "string"},
-        "poll_id": {"type": "string"},
-        "question": {"type": "string"},
-        "kind": {"enum": ["poll", "trivia"]},
-        "state": {"enum": ["draft", "open", "locked", "revealed", "closed"]},
-        "options": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["option"],
-                "properties": {
-                    "option": {"type": "string"},
-                    "votes": {"type": "integer", "minimum": 0},
-                },
-            },
-        },
-        "total": {"type": "integer", "minimum": 0},
-        "version": {"type": "integer"},
-        "frozen": {"type": "boolean"},
-    },
-}
-SCHEMAS["Vote"] = {
-    "type": "object",
-    "required": ["option"],
-    "properties": {
-        "user_id": {
-            "type": "string",
-            "pattern": USER_ID_PATTERN,
-            "description": USER_ID_RULE + "; needed unless a user token names the user",
-        },
-        "option": {"type": "string", "description": "one of the poll's options"},
-    },
-}
-SCHEMAS["LeaderboardEntry"] = {
-    "type": "object",
-    "required": ["user_id", "points", "rank"],
-    "properties": {
-        "user_id": {"type": "string"},
-        "points": {"type": "integer"},
-        "rank": {"type": "integer", "minimum": 1},
-    },
-}
-SECURITY_SCHEMES["userToken"] = {
-    "type": "http",
-    "scheme": "bearer",
-    "bearerFormat": "JWT",
-    "description": "an HS256 user token (sub = user id); needed when EMOSTREAM_TOKEN_SECRET is set",
-}
-WHY_POLLS = {
-    403: "poll admin calls are off: no EMOSTREAM_ADMIN_TOKEN is set",
-    409: "the poll is not in a state this call fits (invalid_state, poll_not_open)",
-}
-
-
-def poll_errors(*statuses: int) -> dict[str, Any]:
-    answers = errors(*statuses)
-    for status, why in WHY_POLLS.items():
-        if str(status) in answers:
-            answers[str(status)]["description"] = why
-    return answers
-
-
-ADMIN_ONLY: list[dict[str, list[str]]] = [{"adminToken": []}]
-ADMIN_ERRORS = poll_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 503)
-
-
-def _transition(action: str, summary: str) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "operationId": f"{action}_poll",
-        "summary": summary,
-        "parameters": [EVENT_ID, POLL_ID],
-        "security": ADMIN_ONLY,
-        "responses": {"200": _json("the poll, as the admin sees it", _ref("Poll")), **ADMIN_ERRORS},
-    }
-    if action == "reveal":
-        operation["requestBody"] = {
-            "required": False,
-            "content": {
-                "application/json": {
-                    "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}
-                }
-            },
-        }
-    return {"post": operation}
-
-
-# Ingest's poll routes: the admin's writes (Quart, polls/http_ingest.py) and votes (plain ASGI).
-POLL_WRITE_PATHS: dict[str, Any] = {
-    "/v1/events/{event_id}/polls/{poll_id}": {
-        "put": {
-            "operationId": "put_poll",
-            "summary": "Create a poll, or replace it while it is a draft",
-            "parameters": [EVENT_ID, POLL_ID],
-            "security": ADMIN_ONLY,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("PollDefinition")}},
-            },
-            "responses": {
-                "201": _json("created", _ref("Poll")),
-                "200": _json("the draft replaced", _ref("Poll")),
-                **ADMIN_ERRORS,
-            },
-        }
-    },
-    "/v1/events/{event_id}/polls/{poll_id}/open": _transition("open", "Open a draft poll"),
-    "/v1/events/{event_id}/polls/{poll_id}/lock": _transition(
-        "lock", "Lock an open poll; answers once its result is frozen"
-    ),
-    "/v1/events/{event_id}/polls/{poll_id}/reveal": _transition(
-        "reveal", "Reveal a locked poll (a trivia answer may come in the body)"
-    ),
-    "/v1/events/{event_id}/polls/{poll_id}/close": _transition("close", "Close a poll"),
-    "/v1/events/{event_id}/polls/{poll_id}/votes": {
-        "post": {
-            "operationId": "post_votes",
-            "summary": "Vote",
-            "description": "One vote or an array of up to 500, all or nothing; counted once "
-            "per (poll, user) under the poll's rules.",
-            "parameters": [EVENT_ID, POLL_ID],
-            "security": [{}, {"userToken": []}],
-            "requestBody": _reactions_body("Vote"),
-            "responses": {
-                "202": _json("every vote was accepted", _ref("Accepted")),
-                **poll_errors(400, 401, 404, 405, 408, 409, 413, 415, 422, 429, 503),
-            },
-        },
-        "options": {
-            **PREFLIGHT,
-            "summary": "CORS preflight: any origin may vote",
-            "operationId": "preflight_votes",
-            "parameters": [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in ("event_id", "poll_id")
-            ],
-        },
-    },
-}
-
-READ_ERRORS = errors(404, 422, 503)
-LEADERBOARD_LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-}
-# Delivery's poll reads (polls/http_deliver.py).
-POLL_READ_PATHS: dict[str, Any] = {
-    "/v1/events/{event_id}/polls": {
-        "get": {
-            "operationId": "get_polls",
-            "summary": "Every poll of the event, oldest first",
-            "parameters": [EVENT_ID],
-            "security": [{}, {"adminToken": []}],
-            "responses": {
-                "200": _json("oldest first", {"type": "array", "items": _ref("Poll")}),
-                **READ_ERRORS,
-            },
-        }
-    },
-    "/v1/events/{event_id}/polls/{poll_id}": {
-        "get": {
-            "operationId": "get_poll",
-            "summary": "One poll",
-            "parameters": [EVENT_ID, POLL_ID],
-            "security": [{}, {"adminToken": []}],
-            "responses": {"200": _json("the poll", _ref("Poll")), **READ_ERRORS},
-        }
-    },
-    "/v1/events/{event_id}/polls/{poll_id}/votes/{user_id}": {
-        "get": {
-            "operationId": "get_ballot",
-            "summary": "A user's recorded vote",
-            "parameters": [EVENT_ID, POLL_ID, USER_ID],
-            "security": [{}, {"userToken": []}, {"adminToken": []}],
-            "responses": {
-                "200": _json(
-                    "the options recorded for the user",
-                    {
-                        "type": "object",
-                        "required": ["user_id", "options"],
-                        "properties": {
-                            "user_id": {"type": "string"},
-                            "options": {"type": "array", "items": {"type": "string"}},
-                        },
-                    },
-                ),
-                **errors(401, 403, 404, 422, 503),
-            },
-        }
-    },
-    "/v1/events/{event_id}/leaderboard": {
-        "get": {
-            "operationId": "get_leaderboard",
-            "summary": "The event's trivia leaderboard, points descending",
-            "parameters": [EVENT_ID, LEADERBOARD_LIMIT],
-            "responses": {
-                "200": _json(
-                    "the top entries", {"type": "array", "items": _ref("LeaderboardEntry")}
-                ),
-                **READ_ERRORS,
-            },
-        }
-    },
-    "/v1/events/{event_id}/leaderboard/{user_id}": {
-        "get": {
-            "operationId": "get_leaderboard_entry",
-            "summary": "A user's points and rank",
-            "parameters": [EVENT_ID, USER_ID],
-            "responses": {"200": _json("the entry", _ref("LeaderboardEntry")), **READ_ERRORS},
-        }
-    },
-}
-DELIVERY_PATHS.update(POLL_READ_PATHS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, USER_ID_RULE
+from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -185,3 +185,54 @@ WHY = {
     503: "buffer full or Redis unavailable; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^\\d+$"}}}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": WHY[status],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+        if status in (429, 503):
+            answer["headers"] = RETRY_AFTER
+        answers[str(status)] = answer
+    return answers
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_id(name: str, pattern: str, rule: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": rule,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
+EVENT_ID = _path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
+CLIENT_ID = _path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
+
+
+def _reactions_body(one: str) -> dict[str, Any]:
+    schema = {
+        "oneOf": [
+            _ref(one),
+            {"type": "array", "items": _ref(one), "minItems": 1, "maxItems": 500},
+        ]
+    }
+    return {
+        "required": True,
+        "description": "one reaction or an array of up to 500; all-or-nothing",
+        "content": {media: {"schema": schema} for media in REACTION_MEDIA_TYPES},
+    }
+
+
+PREFLIGHT = {
+    "summary": "CORS preflight: any origin may send reactions",
+    "responses": {"204": {"description": "allowed"}},
+}

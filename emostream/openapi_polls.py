@@ -1,0 +1,264 @@
+"""The OpenAPI operations of polls, votes and trivia (emostream/polls/): ingest takes the
+writes, delivery the reads; emostream/openapi.py puts them into each role's document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .contract import CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
+from .openapi_schemas import (
+    EVENT_ID,
+    EVENT_ID_PATTERN,
+    PREFLIGHT,
+    SCHEMAS,
+    SECURITY_SCHEMES,
+    USER_ID_PATTERN,
+    _json,
+    _path_id,
+    _reactions_body,
+    _ref,
+    errors,
+)
+
+POLL_ID = _path_id("poll_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
+USER_ID = _path_id("user_id", USER_ID_PATTERN, USER_ID_RULE)
+SCHEMAS["PollDefinition"] = {
+    "type": "object",
+    "required": ["question", "options"],
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 500},
+        "options": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 20,
+            "uniqueItems": True,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+        },
+        "kind": {"enum": ["poll", "trivia"]},
+        "results": {"enum": ["live", "on_reveal"]},
+        "votes_per_user": {"type": "integer", "minimum": 1},
+        "changeable": {"type": "boolean"},
+        "quota": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "duration_s": {"type": "integer", "minimum": 1, "maximum": 24 * 3600},
+        "answer": {"type": "string", "description": "trivia only: one of the options"},
+    },
+}
+SCHEMAS["Poll"] = {
+    "type": "object",
+    "description": "A poll as the caller may see it: votes hidden until the reveal for "
+    "`on_reveal` results, and a trivia answer until the reveal, except to the admin token.",
+    "required": ["v", "event_id", "poll_id", "question", "kind", "state", "options", "version"],
+    "properties": {
+        "v": {"const": CONTRACT_VERSION},
+        "event_id": {"type": "string"},
+        "poll_id": {"type": "string"},
+        "question": {"type": "string"},
+        "kind": {"enum": ["poll", "trivia"]},
+        "state": {"enum": ["draft", "open", "locked", "revealed", "closed"]},
+        "options": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["option"],
+                "properties": {
+                    "option": {"type": "string"},
+                    "votes": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "total": {"type": "integer", "minimum": 0},
+        "version": {"type": "integer"},
+        "frozen": {"type": "boolean"},
+    },
+}
+SCHEMAS["Vote"] = {
+    "type": "object",
+    "required": ["option"],
+    "properties": {
+        "user_id": {
+            "type": "string",
+            "pattern": USER_ID_PATTERN,
+            "description": USER_ID_RULE + "; needed unless a user token names the user",
+        },
+        "option": {"type": "string", "description": "one of the poll's options"},
+    },
+}
+SCHEMAS["LeaderboardEntry"] = {
+    "type": "object",
+    "required": ["user_id", "points", "rank"],
+    "properties": {
+        "user_id": {"type": "string"},
+        "points": {"type": "integer"},
+        "rank": {"type": "integer", "minimum": 1},
+    },
+}
+SECURITY_SCHEMES["userToken"] = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "an HS256 user token (sub = user id); needed when EMOSTREAM_TOKEN_SECRET is set",
+}
+WHY_POLLS = {
+    403: "poll admin calls are off: no EMOSTREAM_ADMIN_TOKEN is set",
+    409: "the poll is not in a state this call fits (invalid_state, poll_not_open)",
+}
+
+
+def poll_errors(*statuses: int) -> dict[str, Any]:
+    answers = errors(*statuses)
+    for status, why in WHY_POLLS.items():
+        if str(status) in answers:
+            answers[str(status)]["description"] = why
+    return answers
+
+
+ADMIN_ONLY: list[dict[str, list[str]]] = [{"adminToken": []}]
+ADMIN_ERRORS = poll_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 503)
+
+
+def _transition(action: str, summary: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{action}_poll",
+        "summary": summary,
+        "parameters": [EVENT_ID, POLL_ID],
+        "security": ADMIN_ONLY,
+        "responses": {"200": _json("the poll, as the admin sees it", _ref("Poll")), **ADMIN_ERRORS},
+    }
+    if action == "reveal":
+        operation["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}
+                }
+            },
+        }
+    return {"post": operation}
+
+
+# Ingest's poll routes: the admin's writes (Quart, polls/http_ingest.py) and votes (plain ASGI).
+POLL_WRITE_PATHS: dict[str, Any] = {
+    "/v1/events/{event_id}/polls/{poll_id}": {
+        "put": {
+            "operationId": "put_poll",
+            "summary": "Create a poll, or replace it while it is a draft",
+            "parameters": [EVENT_ID, POLL_ID],
+            "security": ADMIN_ONLY,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("PollDefinition")}},
+            },
+            "responses": {
+                "201": _json("created", _ref("Poll")),
+                "200": _json("the draft replaced", _ref("Poll")),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/v1/events/{event_id}/polls/{poll_id}/open": _transition("open", "Open a draft poll"),
+    "/v1/events/{event_id}/polls/{poll_id}/lock": _transition(
+        "lock", "Lock an open poll; answers once its result is frozen"
+    ),
+    "/v1/events/{event_id}/polls/{poll_id}/reveal": _transition(
+        "reveal", "Reveal a locked poll (a trivia answer may come in the body)"
+    ),
+    "/v1/events/{event_id}/polls/{poll_id}/close": _transition("close", "Close a poll"),
+    "/v1/events/{event_id}/polls/{poll_id}/votes": {
+        "post": {
+            "operationId": "post_votes",
+            "summary": "Vote",
+            "description": "One vote or an array of up to 500, all or nothing; counted once "
+            "per (poll, user) under the poll's rules.",
+            "parameters": [EVENT_ID, POLL_ID],
+            "security": [{}, {"userToken": []}],
+            "requestBody": _reactions_body("Vote"),
+            "responses": {
+                "202": _json("every vote was accepted", _ref("Accepted")),
+                **poll_errors(400, 401, 404, 405, 408, 409, 413, 415, 422, 429, 503),
+            },
+        },
+        "options": {
+            **PREFLIGHT,
+            "summary": "CORS preflight: any origin may vote",
+            "operationId": "preflight_votes",
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in ("event_id", "poll_id")
+            ],
+        },
+    },
+}
+
+READ_ERRORS = errors(404, 422, 503)
+LEADERBOARD_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+# Delivery's poll reads (polls/http_deliver.py).
+POLL_READ_PATHS: dict[str, Any] = {
+    "/v1/events/{event_id}/polls": {
+        "get": {
+            "operationId": "get_polls",
+            "summary": "Every poll of the event, oldest first",
+            "parameters": [EVENT_ID],
+            "security": [{}, {"adminToken": []}],
+            "responses": {
+                "200": _json("oldest first", {"type": "array", "items": _ref("Poll")}),
+                **READ_ERRORS,
+            },
+        }
+    },
+    "/v1/events/{event_id}/polls/{poll_id}": {
+        "get": {
+            "operationId": "get_poll",
+            "summary": "One poll",
+            "parameters": [EVENT_ID, POLL_ID],
+            "security": [{}, {"adminToken": []}],
+            "responses": {"200": _json("the poll", _ref("Poll")), **READ_ERRORS},
+        }
+    },
+    "/v1/events/{event_id}/polls/{poll_id}/votes/{user_id}": {
+        "get": {
+            "operationId": "get_ballot",
+            "summary": "A user's recorded vote",
+            "parameters": [EVENT_ID, POLL_ID, USER_ID],
+            "security": [{}, {"userToken": []}, {"adminToken": []}],
+            "responses": {
+                "200": _json(
+                    "the options recorded for the user",
+                    {
+                        "type": "object",
+                        "required": ["user_id", "options"],
+                        "properties": {
+                            "user_id": {"type": "string"},
+                            "options": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                ),
+                **errors(401, 403, 404, 422, 503),
+            },
+        }
+    },
+    "/v1/events/{event_id}/leaderboard": {
+        "get": {
+            "operationId": "get_leaderboard",
+            "summary": "The event's trivia leaderboard, points descending",
+            "parameters": [EVENT_ID, LEADERBOARD_LIMIT],
+            "responses": {
+                "200": _json(
+                    "the top entries", {"type": "array", "items": _ref("LeaderboardEntry")}
+                ),
+                **READ_ERRORS,
+            },
+        }
+    },
+    "/v1/events/{event_id}/leaderboard/{user_id}": {
+        "get": {
+            "operationId": "get_leaderboard_entry",
+            "summary": "A user's points and rank",
+            "parameters": [EVENT_ID, USER_ID],
+            "responses": {"200": _json("the entry", _ref("LeaderboardEntry")), **READ_ERRORS},
+        }
+    },
+}
