@@ -61,7 +61,19 @@ REACTION_PATHS: dict[str, Any] = {
             "description": "Counted under `event_id`, else the default event `live`.",
             "requestBody": _reactions_body("SeedReaction"),
             "responses": {
-                "202": _json("every reaction was accepted", _ref("Accepted")),
+                # 200, not 202: the seed answered 200, and its clients count anything else as
+                # a failure (ingest/accept.py).
+                "200": _json(
+                    "every reaction was accepted; `ts_dropped` timestamps were unreadable",
+                    {
+                        "type": "object",
+                        "required": ["accepted", "ts_dropped"],
+                        "properties": {
+                            "accepted": {"type": "integer", "minimum": 1, "maximum": 500},
+                            "ts_dropped": {"type": "integer", "minimum": 0, "maximum": 500},
+                        },
+                    },
+                ),
                 **REACTION_ERRORS,
             },
         },
