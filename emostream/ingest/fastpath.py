@@ -44,7 +44,7 @@ def is_reaction_path(path: str) -> bool:
     return path == SEND_EMOJI_PATH or REACTIONS_PATH.fullmatch(path) is not None
 
 
-async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+async def respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -127,7 +127,7 @@ def fast_ingest(
             return await app(scope, receive, send)
         method = scope["method"]
         if method == "OPTIONS":  # a CORS preflight from another origin's page
-            return await _respond(send, 204, [*PREFLIGHT_HEADERS], b"")
+            return await respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         head = request_head(scope, max_body_bytes)
         body_read = False
         try:
@@ -153,7 +153,7 @@ def fast_ingest(
                 on_time = not isinstance(error, RequestTimeout)
                 return await answer_then_drain(send, receive, error, limits, on_time)
             payload, status, headers = error_parts(error)
-            return await _respond(send, status, raw_headers(headers), payload)
-        await _respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
+            return await respond(send, status, raw_headers(headers), payload)
+        await respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
 
     return fast

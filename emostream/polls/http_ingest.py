@@ -27,7 +27,7 @@ from ..errors import (
     RequestTimeout,
 )
 from ..identity import require_admin, user_from_token
-from ..ingest.fastpath import ASGIApp, _respond, request_head
+from ..ingest.fastpath import ALLOWED_METHODS, PREFLIGHT_HEADERS, ASGIApp, request_head, respond
 from ..ingest.validation import parse_body
 from ..settings import Settings
 from ..web import ANY_ORIGIN_RAW, JSON_TYPE, error_parts, raw_headers, redis_or_503
@@ -37,13 +37,6 @@ from .store import PollStore
 
 POLL_WRITE_PATH = re.compile(r"/v1/events/[^/]*/polls/[^/]*(?:/(?:open|lock|reveal|close|votes))?")
 VOTES_PATH = re.compile(r"/v1/events/([^/]*)/polls/([^/]*)/votes")
-VOTE_METHODS = "POST, OPTIONS"
-VOTE_PREFLIGHT = [
-    ANY_ORIGIN_RAW,
-    (b"access-control-allow-methods", VOTE_METHODS.encode()),
-    (b"access-control-allow-headers", b"content-type, authorization"),
-    (b"access-control-max-age", b"86400"),
-]
 # A lock answers once the result is frozen: normally within a flush interval and a closer
 # tick after the lock time; past this it answers with the poll as it stands (not frozen yet).
 LOCK_WAIT_EXTRA_S = 5.0
@@ -68,12 +61,12 @@ def fast_votes(app: ASGIApp, gate: PollGate, limits: BodyLimits, bodies: TimedBo
         if match is None:
             return await app(scope, receive, send)
         if scope["method"] == "OPTIONS":
-            return await _respond(send, 204, [*VOTE_PREFLIGHT], b"")
+            return await respond(send, 204, [*PREFLIGHT_HEADERS], b"")
         head = request_head(scope, max_body_bytes)
         body_read = False
         try:
             if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['method']} is not allowed here", VOTE_METHODS)
+                raise MethodNotAllowed(f"{scope['method']} is not allowed here", ALLOWED_METHODS)
             head.check()
             if head.declared_length > max_body_bytes:
                 raise BodyTooLarge(max_body_bytes)
@@ -87,9 +80,9 @@ def fast_votes(app: ASGIApp, gate: PollGate, limits: BodyLimits, bodies: TimedBo
                 on_time = not isinstance(error, RequestTimeout)
                 return await answer_then_drain(send, receive, error, limits, on_time)
             payload_bytes, status, error_headers = error_parts(error)
-            return await _respond(send, status, raw_headers(error_headers), payload_bytes)
+            return await respond(send, status, raw_headers(error_headers), payload_bytes)
         ok = [(b"content-type", JSON_TYPE.encode()), ANY_ORIGIN_RAW]
-        await _respond(send, 202, ok, b'{"accepted":%d}' % accepted)
+        await respond(send, 202, ok, b'{"accepted":%d}' % accepted)
 
     return votes
 
