@@ -17,7 +17,7 @@ import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from . import keys
 from .settings import Settings
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 # Blocking stream reads are bounded by read_block_ms, well below this socket timeout, so a
 # silent, half-open connection surfaces as an error instead of hanging a role forever.
 SOCKET_TIMEOUT_S = 5.0
+# What a Redis fault can raise: RedisError, an OS-level socket error, and the cluster client's
+# own exceptions, which are not RedisErrors (SlotNotCoveredError while a failover leaves a
+# slot without a primary). A role meeting one pauses and retries; it never dies of it.
+REDIS_FAULTS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+
 # How often a role that starts before its Redis asks again whether it is a cluster.
 DETECT_PAUSE_S = 0.5
 
@@ -107,7 +112,7 @@ async def connect_for(settings: Settings) -> Redis:
         try:
             clustered = await asyncio.to_thread(cluster_enabled, url)
             break
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("waiting for Redis to say whether it is a cluster: %s", exc)
             await asyncio.sleep(DETECT_PAUSE_S)
     if clustered:

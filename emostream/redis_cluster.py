@@ -106,8 +106,11 @@ class PrivateCluster:
             info: Any = self.command(node, "CLUSTER INFO")
             if "cluster_state:ok" not in info:
                 return False
-        replicas = sum(1 for node in self.live() if self.role(node) == "slave")
-        return replicas >= sum(1 for n in self.nodes[self.primary_count :] if n.process is not None)
+        # Every slot-owning primary up, and every other live node attached as a replica (a
+        # killed primary's replica counts among the primaries once it is promoted).
+        roles = [self.role(node) for node in self.live()]
+        serving = sum(1 for node in self.primaries() if self.slot_ranges(node))
+        return serving == self.primary_count and roles.count("slave") == len(roles) - serving
 
     def wait_ok(self, timeout_s: float = 30.0) -> None:
         """Until every live node reports ``cluster_state:ok`` and its replicas are attached."""
@@ -154,6 +157,56 @@ class PrivateCluster:
                 pass
             time.sleep(0.1)
         raise RedisServerError(f"the private cluster did not reach {what} in {timeout_s} s")
+
+    def replication_lag(self, primary: PrivateRedis) -> int:
+        """Bytes of the primary's replication stream its slowest replica has not acknowledged."""
+        info: Any = self.command(primary, "INFO", "replication")  # parsed by redis-py
+        offset = int(info["master_repl_offset"])
+        acked = [
+            int(value["offset"])
+            for name, value in info.items()
+            if name.startswith("slave") and isinstance(value, dict)
+        ]
+        return offset - min(acked, default=offset)
+
+    def flushall(self) -> None:
+        """Empty every primary (replicas follow) and its script cache."""
+        for node in self.primaries():
+            self.command(node, "FLUSHALL")
+            self.command(node, "SCRIPT", "FLUSH")
+
+    def restore(self, timeout_s: float = 30.0) -> None:
+        """Start again any node that was killed (it rejoins from its nodes.conf, as a
+        replica if its replica was promoted meanwhile) and wait for cluster_state:ok."""
+        for node in self.nodes:
+            if node.process is None:
+                node.start()
+        self.wait_ok(timeout_s)
+
+    def move_slot(self, slot: int, target: PrivateRedis) -> int:
+        """Move one slot and its keys to ``target`` the way `redis-cli --cluster reshard` does
+        (SETSLOT IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE); returns the keys moved."""
+        source = next(
+            node
+            for node in self.primaries()
+            if any(start <= slot <= end for start, end in self.slot_ranges(node))
+        )
+        source_id, target_id = (
+            self.command(source, "CLUSTER MYID"),
+            self.command(target, "CLUSTER MYID"),
+        )
+        self.command(target, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        self.command(source, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while names := self.command(source, "CLUSTER GETKEYSINSLOT", slot, 1000):
+            self.command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *names)
+            moved += len(names)
+        # The target first, then the source, as redis-cli does: no moment where neither
+        # claims the slot.
+        others = [n for n in self.primaries() if n.port not in (source.port, target.port)]
+        for node in (target, source, *others):
+            self.command(node, "CLUSTER SETSLOT", slot, "NODE", target_id)
+        return moved
 
     def close(self) -> None:
         for node in self.nodes:

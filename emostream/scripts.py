@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError, TryAgainError
 
 from . import keys
 from .batch import BatchTally
@@ -46,6 +46,7 @@ class Scripts:
         self._apply_votes = redis.register_script(lua_source("apply_votes"))
         self._poll_state = redis.register_script(lua_source("poll_state"))
         self._freeze_poll = redis.register_script(lua_source("freeze_poll"))
+        self._delete_consumer = redis.register_script(lua_source("delete_consumer"))
 
     async def load(self) -> None:
         """Load the scripts that are queued on pipelines (on every primary of a cluster)."""
@@ -176,7 +177,21 @@ class Scripts:
         )
         return frozen
 
+    async def delete_consumer(self, stream: str, name: str, most: int) -> list[bytes]:
+        """Delete a consumer of the aggregators group; the ids of the entries it held."""
+        held: list[bytes] = await self._delete_consumer(
+            keys=[stream], args=[keys.AGGREGATORS_GROUP, name, most]
+        )
+        return held
+
 
 def is_noscript(reply: Any) -> bool:
     """Whether a pipelined call's reply says its script is not loaded on that node."""
     return isinstance(reply, NoScriptError)
+
+
+def is_transient(reply: Any) -> bool:
+    """Whether a pipelined call's reply asks for the same call again soon: its script is not
+    loaded, or its slot is being moved between cluster nodes (TRYAGAIN: some of its keys have
+    moved, some not yet) or has no serving node for a moment (CLUSTERDOWN, a failover)."""
+    return isinstance(reply, NoScriptError | TryAgainError | ClusterDownError)

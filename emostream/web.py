@@ -8,8 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from .connection import REDIS_FAULTS
 from .errors import ApiError, MalformedBody, Unavailable
 
 JSON_TYPE = "application/json"
@@ -50,5 +49,5 @@ def redis_or_503(what: str) -> Iterator[None]:
     """A Redis fault inside becomes a 503 naming what was unavailable, with Retry-After."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except REDIS_FAULTS as exc:
         raise Unavailable(f"{what} unavailable: {exc}") from None

@@ -180,3 +180,24 @@ def redis_cluster() -> Iterator[PrivateCluster]:
     """A private 3-primary, 3-replica Redis Cluster on free loopback ports."""
     with private_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def cluster_processes(redis_cluster: PrivateCluster, tmp_path: object) -> Iterator[ProcessFactory]:
+    """Role processes pointed at one node of the private cluster, emptied first (a test
+    that killed a node has it back, as a replica, before the next one starts)."""
+    redis_cluster.restore()
+    redis_cluster.flushall()
+    factory = ProcessFactory(redis_cluster.url, str(tmp_path))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_processes(request: pytest.FixtureRequest) -> ProcessFactory:
+    """The same test on a single Redis and on a Redis Cluster."""
+    name = "processes" if request.param == "redis" else "cluster_processes"
+    factory: ProcessFactory = request.getfixturevalue(name)
+    return factory

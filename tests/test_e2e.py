@@ -95,16 +95,16 @@ async def check_pipeline(ingest_url: str, delivery_url: str, event: str) -> None
     assert history[: len(windows)] == windows
 
 
-async def test_up_counts_exactly_what_two_senders_sent(processes: ProcessFactory) -> None:
-    up = processes.role("up")
+async def test_up_counts_exactly_what_two_senders_sent(any_processes: ProcessFactory) -> None:
+    up = any_processes.role("up")
     await check_pipeline(up.url, up.url, "final")
 
 
-async def test_separate_roles_with_two_workers(processes: ProcessFactory) -> None:
-    ingest = processes.role("ingest")
-    processes.role("worker")
-    processes.role("worker")
-    delivery = processes.role("delivery")
+async def test_separate_roles_with_two_workers(any_processes: ProcessFactory) -> None:
+    ingest = any_processes.role("ingest")
+    any_processes.role("worker")
+    any_processes.role("worker")
+    delivery = any_processes.role("delivery")
     await check_pipeline(ingest.url, delivery.url, "semi-1")
 
 

@@ -12,6 +12,7 @@ from emostream import keys
 from emostream.aggregate.consumers import DEAD_AFTER_CLAIM_INTERVALS, delete_consumer
 from emostream.aggregate.worker import Worker
 from emostream.batch import PAYLOAD_FIELD
+from emostream.scripts import Scripts
 from emostream.settings import Settings
 
 from .helpers import make_ingest, reactions
@@ -194,7 +195,7 @@ async def test_a_consumer_removed_as_it_reads_loses_nothing(
     stream = keys.raw_stream(shard)
     response: Any = await redis.xreadgroup(keys.AGGREGATORS_GROUP, "woken", {stream: ">"})
     entry_id, fields = response[0][1][0]
-    assert await delete_consumer(redis, stream, "woken") == 1
+    assert await delete_consumer(Scripts(redis), stream, "woken") == 1
     assert "woken" not in await consumers(redis, shard)
     await woken.process([(shard, entry_id, fields)])  # the original: no longer pending
     assert await window_counts(redis, settings, "live", T0) == {}

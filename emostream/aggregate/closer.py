@@ -99,7 +99,12 @@ class WindowCloser:
     async def safe_watermark(self, shard: int, now: int) -> int:
         """Windows of this shard ending at or before the returned ms are complete."""
         raw = keys.raw_stream(shard)
-        pipe = self.redis.pipeline(transaction=True)
+        # In this order, on one connection (one slot: one node), with no MULTI: watermarks
+        # read before the stream's last id only claim entries appended before that id, and
+        # progress read after it is only ever more recent. (redis-py's asyncio cluster client
+        # runs MULTI through a thread with an event loop of its own, which deadlocks a role
+        # when the slot map must be refreshed during a failover.)
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.producers(shard))
         pipe.xinfo_stream(raw)
         pipe.xinfo_groups(raw)
@@ -117,7 +122,16 @@ class WindowCloser:
             log.warning("producers %s timed out on shard %d", dead, shard)
         self.backlog[shard] = group_stats(groups)
         snapshots = self._snapshots[shard]
-        snapshots.append((parse_id(stream["last-generated-id"]), lowest))
+        last_id = parse_id(stream["last-generated-id"])
+        # A snapshot beyond the stream's last id names entries this Redis never had: a
+        # failover or a restart lost them (asynchronous replication, AOF everysec). Waiting
+        # for the group to pass it would hold the shard's windows until close_max_delay_ms.
+        if snapshots and snapshots[-1][0] > last_id:
+            log.warning("shard %d lost its newest entries (a failover or restart)", shard)
+            kept = [snapshot for snapshot in snapshots if snapshot[0] <= last_id]
+            snapshots.clear()
+            snapshots.extend(kept)
+        snapshots.append((last_id, lowest))
         through = processed_through(groups, pending)
         if through is not None:
             while snapshots and snapshots[0][0] <= through:

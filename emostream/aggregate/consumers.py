@@ -6,7 +6,8 @@ A consumer is dead when it holds no pending entries, has not read for ``idle_ms`
 live heartbeat. XGROUP DELCONSUMER drops the consumer's pending entries with it, and neither
 WATCH nor a check before it can stop a stalled worker that wakes up from reading one in
 between (XREADGROUP does not touch WATCHed keys), so the pending list is read in the same
-MULTI as the delete: whatever the consumer held at that instant is appended again.
+script as the delete (lua/delete_consumer.lua): whatever the consumer held at that instant is
+appended again.
 apply_batch.lua counts an entry only while it is pending and a batch id once, so the copy is
 counted once, and the woken worker's late apply of the original counts nothing.
 """
@@ -16,9 +17,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
-
 from .. import keys
+from ..scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ DEAD_AFTER_CLAIM_INTERVALS = 4
 RESCUE_MAX = 100_000
 
 
-async def forget_dead_consumers(redis: Redis, stream: str, me: str, idle_ms: int) -> list[str]:
+async def forget_dead_consumers(scripts: Scripts, stream: str, me: str, idle_ms: int) -> list[str]:
     """Delete the group's consumers on ``stream`` that are dead; returns their names."""
+    redis = scripts.redis
     consumers: Any = await redis.xinfo_consumers(stream, keys.AGGREGATORS_GROUP)
     candidates = [
         _text(consumer["name"])
@@ -47,19 +48,15 @@ async def forget_dead_consumers(redis: Redis, stream: str, me: str, idle_ms: int
     beating = await pipe.execute()
     dead = [name for name, alive in zip(candidates, beating, strict=True) if not alive]
     for name in dead:
-        await delete_consumer(redis, stream, name)
+        await delete_consumer(scripts, stream, name)
     return dead
 
 
-async def delete_consumer(redis: Redis, stream: str, name: str) -> int:
+async def delete_consumer(scripts: Scripts, stream: str, name: str) -> int:
     """XGROUP DELCONSUMER, appending again what the consumer held at that instant; returns
     how many entries were appended again."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.xpending_range(
-        stream, keys.AGGREGATORS_GROUP, min="-", max="+", count=RESCUE_MAX, consumername=name
-    )
-    pipe.xgroup_delconsumer(stream, keys.AGGREGATORS_GROUP, name)
-    held, _deleted = await pipe.execute()
+    redis = scripts.redis
+    held = await scripts.delete_consumer(stream, name, RESCUE_MAX)
     log.info("removed consumer %s of a dead worker from %s", name, stream)
     if not held:
         return 0
@@ -70,8 +67,8 @@ async def delete_consumer(redis: Redis, stream: str, name: str) -> int:
         stream,
     )
     pipe = redis.pipeline(transaction=False)
-    for item in held:
-        pipe.xrange(stream, item["message_id"], item["message_id"])
+    for entry_id in held:
+        pipe.xrange(stream, entry_id, entry_id)
     found = await pipe.execute()
     pipe = redis.pipeline(transaction=False)
     for entries in found:

@@ -15,17 +15,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from .. import keys
 from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
-from ..connection import is_cluster
+from ..connection import REDIS_FAULTS, is_cluster
 from ..errors import BatchError
 from ..lifecycle import all_or_first_failure, instance_id, sleep_unless
 from ..polls.steward import PollSteward
 from ..rules import AggregationRule, EmojiSwarmRule
-from ..scripts import Scripts, is_noscript
+from ..scripts import Scripts, is_noscript, is_transient
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
@@ -35,6 +35,11 @@ from .heartbeat import Heartbeat, forget_worker, record_heartbeat
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE_S = 0.5
+# A call answered "again soon" (scripts not loaded, a slot moving between cluster nodes) is
+# made again after this pause, up to this many times, before its entry is left pending for a
+# claim: a slot migration lasts well under that on a healthy cluster.
+TRANSIENT_PAUSE_S = 0.1
+TRANSIENT_ATTEMPTS = 20
 # Concurrent read-and-apply loops per worker: while Redis runs one pipeline of apply_batch
 # calls, Python decodes and counts the next read, so the two cores work at once.
 READERS = 2
@@ -132,10 +137,25 @@ class Worker:
                 if start in (b"0-0", "0-0") or not items:
                     break
             dead_after_ms = DEAD_AFTER_CLAIM_INTERVALS * self.settings.claim_idle_ms
-            await forget_dead_consumers(self.redis, stream, self.worker_id, dead_after_ms)
+            await forget_dead_consumers(self.scripts, stream, self.worker_id, dead_after_ms)
         return claimed
 
     async def process(self, entries: Sequence[Entry]) -> None:
+        """Count and acknowledge entries (see ``_process``), making again the calls that were
+        answered "again soon"."""
+        for _attempt in range(TRANSIENT_ATTEMPTS):
+            replies = await self._process(entries)
+            entries = [entry for entry, _reply in replies]
+            if not entries:
+                return
+            if any(is_noscript(reply) for _entry, reply in replies):
+                # A node without the scripts (restarted, or a replica just promoted).
+                await self.scripts.load()
+            else:
+                await asyncio.sleep(TRANSIENT_PAUSE_S)
+        log.warning("%d entries left pending after %d attempts", len(entries), TRANSIENT_ATTEMPTS)
+
+    async def _process(self, entries: Sequence[Entry]) -> list[tuple[Entry, Exception]]:
         """Count and acknowledge entries, ``APPLY_CHUNK`` entries per pipelined round trip.
 
         Each chunk's pipeline is sent as soon as it is built and Python goes on counting the
@@ -160,20 +180,15 @@ class Worker:
                     execution.exception()  # seen, so asyncio does not report it as lost
                 execution.cancel()  # no-op for the finished; their entries stay pending
         failure: BaseException | None = None
-        unloaded: list[Entry] = []
+        transient: list[tuple[Entry, Exception]] = []
         for outcome, calls in zip(outcomes, chunks, strict=True):
             if isinstance(outcome, BaseException):
                 failure = failure or outcome  # those entries stay pending, to be retried
             else:
-                unloaded += await self._record(outcome, calls)
-        if unloaded:
-            # A node without the scripts (restarted, or a replica just promoted): load them
-            # and apply those entries again, which counts each once (apply_batch.lua).
-            log.warning("scripts missing on a Redis node; loading them and retrying")
-            await self.scripts.load()
-            await self.process(unloaded)
+                transient += await self._record(outcome, calls)
         if failure is not None:
             raise failure
+        return transient
 
     async def _build(self, pipe: Any, entries: Sequence[Entry]) -> list[_Call]:
         """Queue each entry's apply_batch call on ``pipe``; (result index, shard, entry id,
@@ -203,14 +218,17 @@ class Worker:
                 )
         return calls
 
-    async def _record(self, results: list[Any], calls: list[_Call]) -> list[Entry]:
-        """Count what each call did; returns the entries whose script was not loaded."""
-        unloaded: list[Entry] = []
+    async def _record(
+        self, results: list[Any], calls: list[_Call]
+    ) -> list[tuple[Entry, Exception]]:
+        """Count what each call did; returns the entries answered "again soon", with the
+        answer. Applying an entry again counts it once (apply_batch.lua)."""
+        transient: list[tuple[Entry, Exception]] = []
         for index, entry, size, votes in calls:
             shard, entry_id, _fields = entry
             result = results[index]
-            if is_noscript(result):
-                unloaded.append(entry)
+            if is_transient(result):
+                transient.append((entry, result))
                 continue
             if isinstance(result, Exception) or result[0] == -1:
                 reason = str(result) if isinstance(result, Exception) else _text(result[1])
@@ -236,7 +254,7 @@ class Worker:
                         late + lost,
                         lost,
                     )
-        return unloaded
+        return transient
 
     async def _bury_poison(self, shard: int, min_idle_ms: int) -> None:
         stream = keys.raw_stream(shard)
@@ -253,7 +271,9 @@ class Worker:
             if not claimed:
                 continue  # someone else took it first
             reason: Any = await self.redis.hget(keys.failures(shard), entry_id)
-            pipe = self.redis.pipeline(transaction=True)
+            # No MULTI (see closer.safe_watermark): the dead letter is written before the
+            # XACK, so a crash in between can only write it twice, never lose the entry.
+            pipe = self.redis.pipeline(transaction=False)
             self._dead_letter(
                 pipe,
                 shard,
@@ -350,7 +370,7 @@ class Worker:
             pipe = self.redis.pipeline(transaction=False)
             forget_worker(pipe, self.worker_id)
             await pipe.execute()
-        except (RedisError, OSError):
+        except REDIS_FAULTS:
             pass
 
 
@@ -374,7 +394,12 @@ async def _attempt(stop: asyncio.Event, action: Callable[[], Awaitable[None]], w
     try:
         await action()
         return True
-    except (RedisError, OSError) as exc:
+    except REDIS_FAULTS as exc:
         log.warning("%s: %s; retrying", what, exc)
-        await sleep_unless(stop, RETRY_PAUSE_S)
-        return False
+    except Exception:
+        # Seen: redis-py's cluster client, disconnecting a failed node's connections, can
+        # leave one in use without a socket (AttributeError). A role must outlive its client
+        # library's faults too: logged loudly, retried; nothing is acknowledged by a failure.
+        log.exception("%s failed unexpectedly; retrying", what)
+    await sleep_unless(stop, RETRY_PAUSE_S)
+    return False

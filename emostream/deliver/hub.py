@@ -23,8 +23,9 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
+from ..connection import REDIS_FAULTS
 from ..errors import RecordError
 from ..records import PollRecord, WindowRecord, decode_poll_record, decode_record
 from ..rules import AggregationRule
@@ -126,7 +127,7 @@ class Hub:
                     )
                     after_seq = subscriber.after = None
                     backlog = [self._frame(r) for r in newest]
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("no backlog for %s: %s", event_id, exc)
             backlog = []
         subscriber.note_backlog(backlog)

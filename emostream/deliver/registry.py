@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from .. import keys
 from ..auth import new_token, same_secret, token_digest
+from ..connection import REDIS_FAULTS
 from ..errors import Conflict, Forbidden, InvalidField, NotFound, Unauthorized, Unavailable
 from ..lifecycle import instance_id, sleep_unless
 from ..settings import Settings
@@ -106,7 +106,7 @@ class Registry:
         while not stop.is_set():
             try:
                 await self.beat()
-            except (RedisError, OSError) as exc:
+            except REDIS_FAULTS as exc:
                 log.warning("delivery heartbeat failed: %s", exc)
             await sleep_unless(stop, every_s)
         try:
@@ -114,7 +114,7 @@ class Registry:
             pipe.delete(keys.delivery_node(self.node_id))
             pipe.zrem(keys.cluster_nodes(self.settings.cluster), self.node_id)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("could not unregister this node (its TTL will): %s", exc)
 
     # -- every node ----------------------------------------------------------------------------

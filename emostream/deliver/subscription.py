@@ -23,10 +23,9 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from .. import keys
-from ..connection import is_cluster
+from ..connection import REDIS_FAULTS, is_cluster
 from ..lifecycle import all_or_first_failure, sleep_unless
 from ..settings import Settings
 
@@ -77,16 +76,20 @@ class WindowSubscription:
                     pubsubs.append(self.redis.pubsub())
                     self._unconfirmed = 1
                     await self._listen(pubsubs[0], [keys.WINDOWS_CHANNEL], stop)
-            except (RedisError, OSError) as exc:
+            except REDIS_FAULTS as exc:
                 self.subscribed.clear()
                 log.warning("window subscription lost (%s); resubscribing", exc)
+                await sleep_unless(stop, RESUBSCRIBE_PAUSE_S)
+            except Exception:  # the client library's own faults too (aggregate/worker.py)
+                self.subscribed.clear()
+                log.exception("window subscription failed unexpectedly; resubscribing")
                 await sleep_unless(stop, RESUBSCRIBE_PAUSE_S)
             finally:
                 self.subscribed.clear()
                 for pubsub in pubsubs:
                     try:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    except (RedisError, OSError):
+                    except REDIS_FAULTS:
                         pass
 
     async def _listen_cluster(self, pubsubs: list[PubSub], stop: asyncio.Event) -> None:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from .. import keys
 from ..batch import Batch, pack_batch, pack_votes
 from ..clock import now_ms
+from ..connection import REDIS_FAULTS
 from ..lifecycle import instance_id, sleep_unless
 from ..scripts import Scripts
 from ..settings import Settings
@@ -138,10 +138,12 @@ class Flusher:
                 self.buffer.written(packed.size)
                 self.reactions_written += packed.size
                 written += packed.size
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning(
                 "flush to shard %d failed (%s); %d batches kept for retry", shard, exc, len(unsent)
             )
+        except Exception:  # the client library's own faults too (aggregate/worker.py)
+            log.exception("flush to shard %d failed; %d batches kept for retry", shard, len(unsent))
         return written
 
     async def refresh_events(self) -> None:
@@ -153,7 +155,7 @@ class Flusher:
         pipe.hlen(keys.producers(0))
         try:
             *members, producers = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("active events unreadable (%s); admitting from the last view", exc)
             return
         active = (member.decode() for shard_members in members for member in shard_members)
@@ -194,5 +196,5 @@ class Flusher:
             for shard in range(self.settings.shards):
                 pipe.hdel(keys.producers(shard), self.producer_id)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("could not deregister producer %s: %s", self.producer_id, exc)

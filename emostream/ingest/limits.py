@@ -29,9 +29,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from .. import keys
+from ..connection import REDIS_FAULTS
 from ..errors import RateLimited
 from ..lifecycle import sleep_unless
 from ..settings import Settings
@@ -200,5 +200,5 @@ class RateLimiter:
         while not await sleep_unless(stop, settings.rate_sync_interval_ms / 1000):
             try:
                 await self.sync(redis)
-            except (RedisError, OSError) as exc:  # the local counts go on limiting alone
+            except REDIS_FAULTS as exc:  # the local counts go on limiting alone
                 log.warning("rate-limit sync failed: %s", exc)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
-
 from ..clock import now_ms
+from ..connection import REDIS_FAULTS
 from ..deliver.frames import poll_frame
 from ..deliver.hub import Hub
 from ..records import PollRecord
@@ -33,7 +32,7 @@ class PollFanout:
     async def __call__(self, record: PollRecord) -> None:
         try:
             view = await self.store.read(record.event_id, record.poll_id)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAULTS as exc:
             log.warning("poll %s/%s unreadable: %s", record.event_id, record.poll_id, exc)
             return
         if view is None:
