@@ -130,6 +130,13 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): values["calls"] for name, values in stats.items()}
 
 
+def owed(join: Join, newest: int) -> list[int]:
+    """The window ids a join of ``mixed_joins`` is owed in its first chunk."""
+    return (
+        [newest] if join.last_event_id is None else list(range(join.last_event_id + 1, newest + 1))
+    )
+
+
 def mixed_joins(event_id: str, count: int, newest: int) -> list[Join]:
     """Half new viewers, half resuming two windows back (the reconnect of a storm)."""
     path = f"/v1/events/{event_id}/stream"
@@ -137,9 +144,9 @@ def mixed_joins(event_id: str, count: int, newest: int) -> list[Join]:
 
 
 @contextlib.contextmanager
-def delivery_node(redis_url: str) -> Iterator[str]:
+def delivery_node(redis_url: str, **settings: str) -> Iterator[str]:
     port = free_port()
-    env = child_env(redis_url, EMOSTREAM_SHARDS="2")
+    env = child_env(redis_url, EMOSTREAM_SHARDS="2", **settings)
     url = f"http://127.0.0.1:{port}"
     with child(["-m", "emostream", "delivery", "--port", str(port)], env, url):
         yield url
@@ -150,22 +157,23 @@ def main() -> None:
     parser.add_argument("--joins", type=int, default=5000)
     parser.add_argument("--spread-s", type=float, default=1.0)
     parser.add_argument("--windows", type=int, default=50)
+    parser.add_argument("--pool", type=int, default=0, help="the node's Redis connections")
+    parser.add_argument("--pool-timeout-ms", type=int, default=0)
     args = parser.parse_args()
+    settings = {}
+    if args.pool:
+        settings["EMOSTREAM_REDIS_MAX_CONNECTIONS"] = str(args.pool)
+    if args.pool_timeout_ms:
+        settings["EMOSTREAM_REDIS_POOL_TIMEOUT_MS"] = str(args.pool_timeout_ms)
     event_id = "storm"
     with PrivateRedis() as server:
         client = redis.Redis.from_url(server.url)
         seed_history(client, event_id, 2, args.windows)
-        with delivery_node(server.url) as url:
+        joins = mixed_joins(event_id, args.joins, args.windows)
+        with delivery_node(server.url, **settings) as url:
             port = int(url.rsplit(":", 1)[1])
             before = command_calls(client)
-            result = asyncio.run(
-                storm(
-                    "127.0.0.1",
-                    port,
-                    mixed_joins(event_id, args.joins, args.windows),
-                    args.spread_s,
-                )
-            )
+            result = asyncio.run(storm("127.0.0.1", port, joins, args.spread_s))
             after = command_calls(client)
         delta = {name: after[name] - before.get(name, 0) for name in after}
         delta = {name: calls for name, calls in delta.items() if calls and name != "info"}
@@ -175,6 +183,10 @@ def main() -> None:
             "spread_s": args.spread_s,
             "statuses": result.statuses(),
             "errors": sum(1 for a in result.answers if a.error),
+            "first_chunk_right": sum(
+                window_ids(a.first_chunk) == owed(j, args.windows)
+                for j, a in zip(joins, result.answers, strict=True)
+            ),
             "all_answered_s": round(result.seconds, 2),
             "history_reads": sum(delta.get(name, 0) for name in HISTORY_READS),
             "redis_commands": delta,
