@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _recount(event_id: str, poll_id: str, redis_url: str | None) -> int:
-    from .connection import connect
+    from .connection import connect_for
     from .polls.recount import recount, report
 
     try:
@@ -128,8 +128,7 @@ def _recount(event_id: str, poll_id: str, redis_url: str | None) -> int:
             raise EmostreamError("recount needs EMOSTREAM_REDIS_URL (or --redis-url)")
 
         async def run() -> int:
-            assert settings.redis_url is not None
-            redis = connect(settings.redis_url)
+            redis = await connect_for(settings)
             try:
                 result = await recount(redis, settings, event_id, poll_id)
             finally:

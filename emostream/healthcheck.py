@@ -71,17 +71,20 @@ def check_http(settings: Settings) -> str:
 def check_worker(settings: Settings, pid: int) -> str:
     if settings.redis_url is None:
         return "worker with a private Redis: running"
-    import redis
+    from .connection import sync_client
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=TIMEOUT_S)
+    client = sync_client(settings.redis_url)
     try:
-        # Worker ids are "<hostname>-<pid>-<random>" (aggregate/worker.py).
-        pattern = keys.worker_heartbeat(f"{socket.gethostname()}-{pid}-*")
-        for key in client.scan_iter(match=pattern, count=1000):
-            return f"heartbeat {key.decode()}"
+        # Worker ids are "<hostname>-<pid>-<random>" (lifecycle.instance_id); the live-workers
+        # index names them, on a single Redis and on a cluster (no keyspace scan).
+        pattern = f"{socket.gethostname()}-{pid}-*"
+        for member, _at_ms in client.zscan_iter(keys.LIVE_WORKERS, match=pattern, count=1000):
+            worker = member.decode()
+            if client.exists(keys.worker_heartbeat(worker)):
+                return f"heartbeat {keys.worker_heartbeat(worker)}"
     finally:
         client.close()
-    raise RuntimeError(f"no worker heartbeat matching {pattern}")
+    raise RuntimeError(f"no live worker heartbeat for {pattern}")
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Cluster rule: everything one Lua call touches shares one hash slot. An event always lives on
 one raw-stream shard, and every key of the shard and of its events carries the shard's hash
-tag ``{sN}``, so applying a batch (counts + XACK) and closing a window (read + seq + history)
+tag (``shard_tag``), so applying a batch (counts + XACK) and closing a window (read + seq + history)
 each stay in one slot. Event ids are limited to ``A-Za-z0-9_-``, so they never carry braces.
 """
 
@@ -15,7 +15,9 @@ PREFIX = "emostream"
 # Consumer group of the aggregating workers on every raw shard.
 AGGREGATORS_GROUP = "aggregators"
 
-# One channel carries every closed window; each delivery node holds one subscription.
+# On a single Redis one channel carries every closed window and each delivery node holds one
+# subscription; on Redis Cluster each shard has its own sharded channel (windows_channel).
+# The Lua scripts publish with SPUBLISH to a channel that carries a hash tag, else PUBLISH.
 WINDOWS_CHANNEL = f"{PREFIX}:windows"
 
 
@@ -24,8 +26,44 @@ def shard_of(event_id: str, shards: int) -> int:
     return zlib.crc32(event_id.encode()) % shards
 
 
+# The hash tag of each raw shard's keys. On Redis Cluster a tag decides the slot, so the slot
+# decides the primary: tags ``{s0}``, ``{s1}``, ... hash to arbitrary slots and put several
+# shards on one primary. These tags hash to chosen slots instead: for every shard count N up
+# to 12, the first N land in N distinct ranges of 16384 / N slots, so a cluster whose
+# primaries own equal contiguous ranges (what `redis-cli --cluster create` makes) gets the
+# shards spread evenly (3 primaries: 4 shards 2-1-1, 6 shards 2-2-2, 12 shards 4-4-4).
+# SHARD_SLOTS is what a search found; tests/test_keys.py checks both properties.
+SHARD_SLOTS = (0, 8192, 12288, 4096, 14336, 7021, 10240, 2048, 15019, 5462, 10923, 2731)
+SHARD_TAGS = (
+    "s0.169207",
+    "s1.19949",
+    "s2.14581",
+    "s3.106908",
+    "s4.39490",
+    "s5.6448",
+    "s6.41995",
+    "s7.12624",
+    "s8.23113",
+    "s9.13194",
+    "s10.43846",
+    "s11.5510",
+)
+
+
+def shard_tag(shard: int) -> str:
+    """The hash tag (without braces) of one shard: a chosen one for the first twelve."""
+    return SHARD_TAGS[shard] if shard < len(SHARD_TAGS) else f"s{shard}"
+
+
 def _tag(shard: int) -> str:
-    return f"{PREFIX}:{{s{shard}}}"
+    return f"{PREFIX}:{{{shard_tag(shard)}}}"
+
+
+def windows_channel(shard: int) -> str:
+    """The sharded pub/sub channel (SPUBLISH) of one shard's closed windows and poll records,
+    used on Redis Cluster: it carries the shard's hash tag, so it is published from the Lua
+    call that closes the window, on the shard's primary. A single Redis uses WINDOWS_CHANNEL."""
+    return f"{_tag(shard)}:live"
 
 
 def raw_stream(shard: int) -> str:
@@ -162,14 +200,13 @@ def event_clients(shard: int, event_id: str) -> str:
 
 
 # Polls, votes and trivia. A poll lives on its event's shard: every key of one poll, its
-# event's leaderboard and the raw stream that carries its votes share the hash tag {sN}, so
+# event's leaderboard and the raw stream that carries its votes share the shard's hash tag, so
 # the one Lua call that checks and counts a vote also acknowledges the raw entry that carried
 # it (lua/apply_votes.lua), and every transition (lock, freeze, reveal with its scores) is
 # one call in one slot, on Redis Cluster too. Poll ids have the event id's grammar: no braces.
 
-# Poll state changes (and live tallies each window) ride the windows channel as a record of
+# Poll state changes (and live tallies each window) ride the windows channels as a record of
 # their own kind (records.PollRecord), so a delivery node keeps its one subscription.
-POLLS_CHANNEL = WINDOWS_CHANNEL
 
 
 def poll(shard: int, event_id: str, poll_id: str) -> str:

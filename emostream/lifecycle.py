@@ -41,3 +41,17 @@ async def running(
     finally:
         stop.set()
         await task
+
+
+async def all_or_first_failure(*steps: Coroutine[Any, Any, None]) -> None:
+    """Run ``steps`` as tasks until all are done, or until one raises: then the others are
+    cancelled and awaited, and its exception is raised here."""
+    tasks = [asyncio.create_task(step) for step in steps]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

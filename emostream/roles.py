@@ -61,7 +61,7 @@ async def redis_for(
         )
         settings = Settings(**{**settings.__dict__, "redis_url": private.url})
     assert settings.redis_url is not None
-    redis = connect_for(settings)
+    redis = await connect_for(settings)
     try:
         yield redis, settings
     finally:
@@ -73,7 +73,7 @@ async def redis_for(
 @contextlib.asynccontextmanager
 async def own_client(settings: Settings) -> AsyncIterator[Redis]:
     """Another client of the same Redis, with a pool of its own."""
-    redis = connect_for(settings)
+    redis = await connect_for(settings)
     try:
         yield redis
     finally:

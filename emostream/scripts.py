@@ -1,5 +1,12 @@
 """One typed wrapper per Lua script of lua/: each assembles its script's KEYS and ARGV here,
-in one place, and calls it by EVALSHA (redis-py reloads it after NOSCRIPT).
+in one place, and calls it by EVALSHA.
+
+A direct call reloads its script after NOSCRIPT (redis-py's Script; on a cluster SCRIPT LOAD
+goes to every primary). A call queued on a pipeline is a plain EVALSHA, on a single Redis and
+on a cluster alike: redis-py's cluster pipelines cannot take a Script, and its plain pipelines
+spend a SCRIPT EXISTS round trip on every execute. So the worker loads the scripts once
+(``load``) and, when a pipelined call answers NOSCRIPT (a restart, a promoted replica), loads
+them again and retries (``is_noscript``).
 
 The key and argument order mirrors each script's header comment.
 """
@@ -12,9 +19,12 @@ from typing import Any
 
 import msgpack
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from . import keys
 from .batch import BatchTally
+from .connection import live_channel
 from .records import HISTORY_FIELD
 
 # poll_state.lua's answers that are not a success: {code, detail}.
@@ -29,12 +39,23 @@ class Scripts:
     """Every script of lua/, registered once per client."""
 
     def __init__(self, redis: Redis) -> None:
+        self.redis = redis
         self._flush_batch = redis.register_script(lua_source("flush_batch"))
         self._apply_batch = redis.register_script(lua_source("apply_batch"))
         self._close_window = redis.register_script(lua_source("close_window"))
         self._apply_votes = redis.register_script(lua_source("apply_votes"))
         self._poll_state = redis.register_script(lua_source("poll_state"))
         self._freeze_poll = redis.register_script(lua_source("freeze_poll"))
+
+    async def load(self) -> None:
+        """Load the scripts that are queued on pipelines (on every primary of a cluster)."""
+        for script in (self._apply_batch, self._apply_votes):
+            await self.redis.script_load(script.script)
+
+    def _queue(self, script: AsyncScript, call_keys: list[str], args: list[Any], pipe: Any) -> None:
+        # Not pipe.evalsha: redis-py's cluster pipeline blocks that method, though it routes
+        # the command itself by its first key like any other.
+        pipe.execute_command("EVALSHA", script.sha, len(call_keys), *call_keys, *args)
 
     async def flush_batch(
         self, shard: int, producer_id: str, watermark_ms: int, payload: bytes, maxlen: int
@@ -46,7 +67,7 @@ class Scripts:
             args=[maxlen, producer_id, watermark_ms, payload],
         )
 
-    async def apply_batch(
+    def apply_batch(
         self,
         shard: int,
         entry_id: bytes,
@@ -77,7 +98,7 @@ class Scripts:
             for choice, count in tally.counts.items():
                 flat += (choice, count)
             args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
-        await self._apply_batch(keys=call_keys, args=args, client=pipe)
+        self._queue(self._apply_batch, call_keys, args, pipe)
 
     async def close_windows(
         self,
@@ -96,7 +117,7 @@ class Scripts:
         args: list[Any] = [
             window_ms,
             history_max,
-            keys.WINDOWS_CHANNEL,
+            live_channel(self.redis, shard),
             idle_ms,
             ttl_s,
             HISTORY_FIELD,
@@ -115,7 +136,7 @@ class Scripts:
             reply if isinstance(reply, int) else reply.decode(errors="replace") for reply in replies
         ]
 
-    async def apply_votes(
+    def apply_votes(
         self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
     ) -> None:
         """Queue one entry of votes with its XACK on ``pipe``; its reply is
@@ -125,7 +146,7 @@ class Scripts:
         for group in batch.votes:
             call_keys += keys.poll_keys(shard, group.event_id, group.poll_id)
             args += [group.users_packed, group.options_packed, group.received_packed]
-        await self._apply_votes(keys=call_keys, args=args, client=pipe)
+        self._queue(self._apply_votes, call_keys, args, pipe)
 
     async def poll_state(
         self, shard: int, event_id: str, poll_id: str, action: str, now_ms: int, *extra: Any
@@ -142,7 +163,7 @@ class Scripts:
                 keys.live_polls(shard),
                 keys.leaderboard(shard, event_id),
             ],
-            args=[action, now_ms, keys.POLLS_CHANNEL, event_id, poll_id, *extra],
+            args=[action, now_ms, live_channel(self.redis, shard), event_id, poll_id, *extra],
         )
         return reply
 
@@ -151,6 +172,11 @@ class Scripts:
         call froze it."""
         frozen: int = await self._freeze_poll(
             keys=[keys.poll(shard, event_id, poll_id), keys.poll_tally(shard, event_id, poll_id)],
-            args=[safe_ms, keys.POLLS_CHANNEL, event_id, poll_id],
+            args=[safe_ms, live_channel(self.redis, shard), event_id, poll_id],
         )
         return frozen
+
+
+def is_noscript(reply: Any) -> bool:
+    """Whether a pipelined call's reply says its script is not loaded on that node."""
+    return isinstance(reply, NoScriptError)

@@ -151,6 +151,10 @@ class Settings:
     # loaded 2-core machine, the last ones waiting about that long, hence 10 s.
     redis_max_connections: int = at_least(1, 100)
     redis_pool_timeout_ms: int = at_least(1, 10_000)
+    # Whether EMOSTREAM_REDIS_URL names a node of a Redis Cluster (or a Valkey cluster):
+    # `auto` asks the server (INFO cluster) at start; `yes` and `no` skip the question. On a
+    # cluster the connections are per node: redis_max_connections to each node.
+    redis_cluster: str = one_of("auto", "yes", "no")
     # -- Safe in public: HTTP limits of every role on either server software, the operator
     # token and client registration (README, "Safe in public").
     # A request head (request line and headers) larger than this is refused with 431.

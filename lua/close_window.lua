@@ -17,6 +17,7 @@
 -- ARGV[1]  window length ms                  ARGV[2]  windows kept in history
 -- ARGV[3]  pub/sub channel                   ARGV[4]  idle ms: retire an event once its
 --                                                     newest active window is this old
+--          (a channel with a hash tag is a sharded one, on Redis Cluster: SPUBLISH)
 -- ARGV[5]  TTL s of the window keys after closing (the revision horizon)
 -- ARGV[6]  field of the history entry that holds the record
 -- ARGV[7]  TTL s of the event's own keys (state, history, revisions), refreshed by every
@@ -31,6 +32,7 @@ local active_key, late_key = KEYS[1], KEYS[2]
 local window_ms, history_max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local channel, idle_ms, ttl, field = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local event_ttl = tonumber(ARGV[7])
+local publish_command = channel:find('{', 1, true) and 'SPUBLISH' or 'PUBLISH'
 
 local function publish(k, event_id, start)
   local state, counts, users, total_key = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -77,7 +79,7 @@ local function publish(k, event_id, start)
   else
     redis.call('HSET', revisions, seq, record)
   end
-  redis.call('PUBLISH', channel, record)
+  redis.call(publish_command, channel, record)
   -- Window keys are kept (not deleted) until the revision horizon, so a late batch can
   -- still be counted.
   redis.call('EXPIRE', meta, ttl)

@@ -7,6 +7,7 @@
 -- KEYS[1]  poll hash                        KEYS[2]  tally hash
 -- ARGV[1]  safe watermark ms of the shard   ARGV[2]  pub/sub channel
 -- ARGV[3]  event id                         ARGV[4]  poll id
+--          (a channel with a hash tag is a sharded one, on Redis Cluster: SPUBLISH)
 -- Returns  1 when this call froze it, 0 when it was frozen already or cannot be yet.
 -- Record   cmsgpack array ["poll", event_id, poll_id, version] (see emostream/records.py).
 if redis.call('HGET', KEYS[1], 'frozen') == '1' then
@@ -30,5 +31,6 @@ if #flat > 0 then
 end
 redis.call('HSET', KEYS[1], 'frozen', '1', 'result', encoded)
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('PUBLISH', ARGV[2], cmsgpack.pack({'poll', ARGV[3], ARGV[4], version}))
+local publish_command = ARGV[2]:find('{', 1, true) and 'SPUBLISH' or 'PUBLISH'
+redis.call(publish_command, ARGV[2], cmsgpack.pack({'poll', ARGV[3], ARGV[4], version}))
 return 1

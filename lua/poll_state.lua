@@ -7,6 +7,7 @@
 -- ARGV[1]  action: put | open | lock | reveal | close
 -- ARGV[2]  now ms                           ARGV[3]  pub/sub channel
 -- ARGV[4]  event id                         ARGV[5]  poll id
+--          (a channel with a hash tag is a sharded one, on Redis Cluster: SPUBLISH)
 -- put:     ARGV[6] definition JSON, ARGV[7] votes per user, ARGV[8] changeable (0/1),
 --          ARGV[9] quota (0: none), ARGV[10] kind, ARGV[11] answer ('' none)
 -- others:  ARGV[6] states it may start from (space-separated), ARGV[7] state it leads to,
@@ -87,5 +88,6 @@ else
   state = target
 end
 local version = redis.call('HINCRBY', poll, 'version', 1)
-redis.call('PUBLISH', ARGV[3], cmsgpack.pack({'poll', ARGV[4], ARGV[5], version}))
+local publish_command = ARGV[3]:find('{', 1, true) and 'SPUBLISH' or 'PUBLISH'
+redis.call(publish_command, ARGV[3], cmsgpack.pack({'poll', ARGV[4], ARGV[5], version}))
 return {1, state, created}

@@ -221,7 +221,7 @@ async def _history_has(redis: Redis, settings: Settings, seq: int) -> bool:
 
 def test_history_key_is_on_the_event_shard(fast: Settings) -> None:
     shard = keys.shard_of("live", fast.shards)
-    assert keys.window_history(shard, "live").startswith(f"emostream:{{s{shard}}}:")
+    assert keys.window_history(shard, "live").startswith(f"emostream:{{{keys.shard_tag(shard)}}}:")
 
 
 async def test_a_resume_beyond_the_newest_window_starts_the_client_over(

@@ -94,7 +94,7 @@ async def test_a_caller_waits_for_a_busy_pool_and_fails_only_after_the_timeout(
     settings = Settings(
         redis_url=redis_server.url, redis_max_connections=3, redis_pool_timeout_ms=300
     )
-    redis = connect_for(settings)
+    redis = await connect_for(settings)
     pool = redis.connection_pool
     assert isinstance(pool, BlockingConnectionPool)
     take: Any = pool.get_connection  # untyped in redis-py (a deprecation wrapper)

@@ -20,11 +20,12 @@ from redis.exceptions import RedisError, ResponseError
 from .. import keys
 from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
+from ..connection import is_cluster
 from ..errors import BatchError
-from ..lifecycle import instance_id, sleep_unless
+from ..lifecycle import all_or_first_failure, instance_id, sleep_unless
 from ..polls.steward import PollSteward
 from ..rules import AggregationRule, EmojiSwarmRule
-from ..scripts import Scripts
+from ..scripts import Scripts, is_noscript
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
@@ -42,8 +43,8 @@ READERS = 2
 APPLY_CHUNK = 4
 
 Entry = tuple[int, bytes, dict[bytes, bytes] | None]
-# (result index in the pipeline, shard, entry id, reactions or votes, whether it holds votes)
-_Call = tuple[int, int, bytes, int, bool]
+# (result index in the pipeline, the entry, reactions or votes, whether it holds votes)
+_Call = tuple[int, Entry, int, bool]
 
 
 class Worker:
@@ -63,6 +64,11 @@ class Worker:
         self.polls = PollSteward(redis, settings, self.scripts, self.closer)
         self._streams = [keys.raw_stream(shard) for shard in range(settings.shards)]
         self._shard_of_stream = {name.encode(): shard for shard, name in enumerate(self._streams)}
+        # What one XREADGROUP reads: every shard at once on a single Redis; on a cluster one
+        # shard per call, since a command's keys must share a slot there.
+        self.read_sets = (
+            [[stream] for stream in self._streams] if is_cluster(redis) else [self._streams]
+        )
         self.batches = 0
         self.reactions = 0
         self.late = 0
@@ -74,14 +80,16 @@ class Worker:
     async def ensure_groups(self) -> None:
         for stream in self._streams:
             await ensure_group(self.redis, stream, keys.AGGREGATORS_GROUP)
+        await self.scripts.load()
 
-    async def read_new(self, block_ms: int | None) -> int:
-        """One XREADGROUP over every shard; returns entries processed."""
+    async def read_new(self, block_ms: int | None, streams: Sequence[str] | None = None) -> int:
+        """One XREADGROUP over ``streams`` (one of ``read_sets``; the first by default);
+        returns entries processed."""
         try:
             response: Any = await self.redis.xreadgroup(
                 keys.AGGREGATORS_GROUP,
                 self.worker_id,
-                {stream: ">" for stream in self._streams},
+                {stream: ">" for stream in streams or self.read_sets[0]},
                 count=self.settings.read_count,
                 block=block_ms,
             )
@@ -152,11 +160,18 @@ class Worker:
                     execution.exception()  # seen, so asyncio does not report it as lost
                 execution.cancel()  # no-op for the finished; their entries stay pending
         failure: BaseException | None = None
+        unloaded: list[Entry] = []
         for outcome, calls in zip(outcomes, chunks, strict=True):
             if isinstance(outcome, BaseException):
                 failure = failure or outcome  # those entries stay pending, to be retried
             else:
-                await self._record(outcome, calls)
+                unloaded += await self._record(outcome, calls)
+        if unloaded:
+            # A node without the scripts (restarted, or a replica just promoted): load them
+            # and apply those entries again, which counts each once (apply_batch.lua).
+            log.warning("scripts missing on a Redis node; loading them and retrying")
+            await self.scripts.load()
+            await self.process(unloaded)
         if failure is not None:
             raise failure
 
@@ -178,19 +193,25 @@ class Worker:
                 pipe.hset(keys.failures(shard), entry_id, repr(exc))
                 self.failed += 1
                 continue
-            calls.append((len(pipe), shard, entry_id, batch.size, bool(batch.votes)))
+            calls.append((len(pipe), (shard, entry_id, fields), batch.size, bool(batch.votes)))
             ttl_s = self.settings.revision_horizon_s
             if batch.votes:  # an entry of votes: checked and counted per (poll, user)
-                await self.scripts.apply_votes(shard, entry_id, batch, ttl_s, pipe)
+                self.scripts.apply_votes(shard, entry_id, batch, ttl_s, pipe)
             else:
-                await self.scripts.apply_batch(
+                self.scripts.apply_batch(
                     shard, entry_id, batch, ttl_s, self.settings.event_ttl_s, pipe
                 )
         return calls
 
-    async def _record(self, results: list[Any], calls: list[_Call]) -> None:
-        for index, shard, entry_id, size, votes in calls:
+    async def _record(self, results: list[Any], calls: list[_Call]) -> list[Entry]:
+        """Count what each call did; returns the entries whose script was not loaded."""
+        unloaded: list[Entry] = []
+        for index, entry, size, votes in calls:
+            shard, entry_id, _fields = entry
             result = results[index]
+            if is_noscript(result):
+                unloaded.append(entry)
+                continue
             if isinstance(result, Exception) or result[0] == -1:
                 reason = str(result) if isinstance(result, Exception) else _text(result[1])
                 log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, reason)
@@ -215,6 +236,7 @@ class Worker:
                         late + lost,
                         lost,
                     )
+        return unloaded
 
     async def _bury_poison(self, shard: int, min_idle_ms: int) -> None:
         stream = keys.raw_stream(shard)
@@ -270,13 +292,14 @@ class Worker:
         await self.ensure_groups()
         processed = await self.claim_idle()
 
-        async def reader() -> int:
+        async def reader(streams: list[str]) -> int:
             read = 0
-            while count := await self.read_new(block_ms=None):
+            while count := await self.read_new(None, streams):
                 read += count
             return read
 
-        return processed + sum(await asyncio.gather(*(reader() for _ in range(READERS))))
+        readers = [reader(streams) for streams in self.read_sets for _ in range(READERS)]
+        return processed + sum(await asyncio.gather(*readers))
 
     async def heartbeat(self) -> None:
         beat = Heartbeat(
@@ -298,8 +321,11 @@ class Worker:
         await _retry_until(stop, self.ensure_groups)
         block_ms = self.settings.read_block_ms
 
-        async def consume() -> None:
-            await self.read_new(block_ms)
+        def consume(streams: list[str]) -> Callable[[], Awaitable[None]]:
+            async def consume() -> None:
+                await self.read_new(block_ms, streams)
+
+            return consume
 
         async def claim() -> None:
             await self.claim_idle()
@@ -317,16 +343,9 @@ class Worker:
             await self.polls.tick()
             await sleep_unless(stop, self.settings.close_tick_ms / 1000)
 
-        steps = [*[consume] * READERS, claim, close, polls, beat]
-        loops = [asyncio.create_task(_forever(stop, step)) for step in steps]
-        try:
-            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+        consumers = [consume(streams) for streams in self.read_sets for _ in range(READERS)]
+        steps = [*consumers, claim, close, polls, beat]
+        await all_or_first_failure(*(_forever(stop, step) for step in steps))
         try:
             pipe = self.redis.pipeline(transaction=False)
             forget_worker(pipe, self.worker_id)

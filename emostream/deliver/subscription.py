@@ -5,6 +5,13 @@ subscription PINGs on its own connection and is declared dead when nothing at al
 PONG) has come back for ``subscription_timeout_ms``; it is then replaced. Every subscribe
 confirmation (ours, or the one redis-py sends when it reconnects by itself) is reported before
 any window that follows it, so the hub can first fill what closed while nobody was listening.
+
+On Redis Cluster the windows of each shard come on the shard's sharded channel (SSUBSCRIBE),
+published by the primary that owns the shard's slot: the node holds one connection per
+primary that owns a shard, subscribed to that primary's shard channels, each watched the same
+way. A channel whose slot moves away (resharding, a failover) is unsubscribed by Redis; that,
+or any fault on any of them, replaces them all from a fresh slot map, and the confirmations
+that follow fill the gap as on a single Redis.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from .. import keys
-from ..lifecycle import sleep_unless
+from ..connection import is_cluster
+from ..lifecycle import all_or_first_failure, sleep_unless
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,10 @@ PINGS_PER_TIMEOUT = 4
 
 class SubscriptionSilent(ConnectionError):
     """Nothing came back on the subscription for longer than the silence limit."""
+
+
+class ChannelMoved(ConnectionError):
+    """Redis Cluster unsubscribed a shard channel: its slot now lives on another primary."""
 
 
 class WindowSubscription:
@@ -48,30 +61,75 @@ class WindowSubscription:
         self.on_window = on_window
         self.on_subscribed = on_subscribed
         self.subscribed = asyncio.Event()
-        self.subscriptions = 0  # subscribe confirmations: the first, then one per resubscribe
+        # Complete subscriptions so far: the first, then one per resubscription (on a cluster
+        # the first counts once every shard channel is confirmed).
+        self.subscriptions = 0
+        self._unconfirmed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the subscription until ``stop``; resubscribe after any fault."""
         while not stop.is_set():
-            pubsub = self.redis.pubsub()
+            pubsubs: list[PubSub] = []
             try:
-                await self._listen(pubsub, stop)
+                if is_cluster(self.redis):
+                    await self._listen_cluster(pubsubs, stop)
+                else:
+                    pubsubs.append(self.redis.pubsub())
+                    self._unconfirmed = 1
+                    await self._listen(pubsubs[0], [keys.WINDOWS_CHANNEL], stop)
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 log.warning("window subscription lost (%s); resubscribing", exc)
                 await sleep_unless(stop, RESUBSCRIBE_PAUSE_S)
             finally:
                 self.subscribed.clear()
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
+                for pubsub in pubsubs:
+                    try:
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    except (RedisError, OSError):
+                        pass
 
-    async def _listen(self, pubsub: Any, stop: asyncio.Event) -> None:
+    async def _listen_cluster(self, pubsubs: list[PubSub], stop: asyncio.Event) -> None:
+        """One connection per primary owning shard channels, from a fresh slot map; the
+        first fault of any ends them all."""
+        cluster: Any = self.redis
+        await cluster.nodes_manager.initialize()
+        by_node: dict[str, tuple[Any, list[str]]] = {}
+        for shard in range(self.settings.shards):
+            channel = keys.windows_channel(shard)
+            node = cluster.get_node_from_key(channel)
+            by_node.setdefault(node.name, (node, []))[1].append(channel)
+        self._unconfirmed = self.settings.shards
+        listeners = []
+        for node, channels in by_node.values():
+            pool = ConnectionPool(
+                connection_class=node.connection_class, max_connections=1, **node.connection_kwargs
+            )
+            pubsub = PubSub(connection_pool=pool)
+            pubsubs.append(pubsub)
+            listeners.append(self._listen(pubsub, channels, stop, sharded=True))
+        await all_or_first_failure(*listeners)
+
+    async def _confirmed(self) -> None:
+        """A subscribe confirmation: the last one of a round completes a subscription, and any
+        later one (redis-py resubscribing a reconnected connection) is a resubscription."""
+        self._unconfirmed = max(self._unconfirmed - 1, 0)
+        if self._unconfirmed == 0:
+            self.subscriptions += 1
+            await self.on_subscribed()
+            self.subscribed.set()
+
+    async def _listen(
+        self, pubsub: Any, channels: list[str], stop: asyncio.Event, sharded: bool = False
+    ) -> None:
         loop = asyncio.get_running_loop()
         silence_limit_s = self.settings.subscription_timeout_ms / 1000
         ping_every_s = silence_limit_s / PINGS_PER_TIMEOUT
-        await pubsub.subscribe(keys.WINDOWS_CHANNEL)
+        if sharded:
+            for channel in channels:  # one per call: a call's channels must share a slot
+                await pubsub.ssubscribe(channel)
+        else:
+            await pubsub.subscribe(*channels)
         heard = pinged = loop.time()
         while not stop.is_set():
             message = await pubsub.get_message(timeout=ping_every_s)
@@ -79,12 +137,12 @@ class WindowSubscription:
             if message is not None:
                 heard = now
                 kind = message["type"]
-                if kind == "message":
+                if kind in ("message", "smessage"):
                     await self.on_window(message["data"])
-                elif kind == "subscribe":
-                    self.subscriptions += 1
-                    await self.on_subscribed()
-                    self.subscribed.set()
+                elif kind in ("subscribe", "ssubscribe"):
+                    await self._confirmed()
+                elif kind == "sunsubscribe":
+                    raise ChannelMoved(f"{message['channel']!r} moved to another primary")
             elif now - heard > silence_limit_s:
                 raise SubscriptionSilent(f"nothing heard for {now - heard:.1f} s")
             if now - pinged >= ping_every_s:

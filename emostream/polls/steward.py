@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from .. import keys
 from ..aggregate.closer import WindowCloser
 from ..clock import now_ms
+from ..connection import publish_live
 from ..records import PollRecord, encode_poll_record
 from ..scripts import Scripts
 from ..settings import Settings
@@ -85,4 +86,4 @@ class PollSteward:
             return
         version: Any = await self.redis.hget(keys.poll(shard, event_id, poll_id), "version")
         record = PollRecord(event_id, poll_id, int(version or 0))
-        await self.redis.publish(keys.POLLS_CHANNEL, encode_poll_record(record))
+        await publish_live(self.redis, shard, encode_poll_record(record))

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from .. import keys
 from ..clock import now_ms
+from ..connection import publish_live
 from ..errors import InvalidField, InvalidState, NotFound
 from ..records import PollRecord, encode_poll_record
 from ..scripts import POLL_NO_ANSWER, POLL_NOT_FROZEN, POLL_UNKNOWN, Scripts
@@ -191,7 +192,7 @@ class PollStore:
         if await self.redis.hsetnx(poll_key, "audit", digest):
             version = int(await self.redis.hincrby(poll_key, "version", 1))
             record = encode_poll_record(PollRecord(event_id, poll_id, version))
-            await self.redis.publish(keys.POLLS_CHANNEL, record)
+            await publish_live(self.redis, shard, record)
         stored: Any = await self.redis.hget(poll_key, "audit")
         return _text(stored)
 
