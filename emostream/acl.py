@@ -21,9 +21,11 @@ ROLES = ("ingest", "worker", "delivery")
 
 PREFIX_PATTERN = f"{keys.PREFIX}:*"
 
-# Every role: PING (redis-py's health checks, the subscription's keep-alive), SELECT, and
-# MULTI/EXEC: redis-py pipelines are transactions unless told otherwise.
-_CONNECTION = ("ping", "select", "multi", "exec", "discard")
+# Every role: PING (redis-py's health checks, the subscription's keep-alive), SELECT,
+# MULTI/EXEC (redis-py pipelines are transactions unless told otherwise) and INFO: every role
+# asks `INFO cluster` at start whether its Redis is a cluster (connection.py), unless
+# EMOSTREAM_REDIS_CLUSTER says so.
+_CONNECTION = ("ping", "select", "multi", "exec", "discard", "info")
 # Running a script: EVALSHA, and loading it again after NOSCRIPT (a Redis restart empties the
 # script cache); a pipeline of scripts checks the cache with SCRIPT EXISTS first.
 _SCRIPTS = ("evalsha", "script|load", "script|exists")
@@ -180,11 +182,12 @@ def _quoted(word: str) -> str:
 
 
 # Redis Cluster: a cluster client also needs to learn the slot map and the commands' key
-# positions, follow redirections and read from replicas. Not applied or tested here yet
-# (cluster support is being added): what redis-py's RedisCluster sends on its own.
+# positions, follow redirections and read from replicas, and the windows travel on sharded
+# pub/sub (SPUBLISH from the scripts, SSUBSCRIBE on delivery). Not applied or tested here
+# yet: what redis-py's RedisCluster and the cluster mode of emostream send on their own.
 CLUSTER_COMMANDS = (
     "cluster|slots", "cluster|shards", "cluster|info", "cluster|nodes", "command", "asking",
-    "readonly", "readwrite",
+    "readonly", "readwrite", "spublish", "ssubscribe", "sunsubscribe",
 )  # fmt: skip
 
 
