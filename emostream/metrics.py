@@ -220,6 +220,12 @@ def delivery_families(hub: Hub, pacer: CollectionPacer | None) -> list[Family]:
             lambda: hub.windows_filled,
         ),
         counter(
+            "history_reads_total",
+            "Reads of an event's history for joining clients (one shared by every join of "
+            "the event waiting for it; none when the node holds the windows).",
+            lambda: hub.history_reads,
+        ),
+        counter(
             "frames_dropped_total",
             "Frames slow clients never received: a newer window pushed them out.",
             lambda: hub.frames_dropped,

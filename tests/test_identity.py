@@ -47,7 +47,7 @@ def test_the_user_is_the_subject_of_a_valid_token() -> None:
         token(aud="someone-else"),  # wrong audience
         token(exp=None),  # no expiry at all
         token(sub="has space"),  # a subject that is no user id
-        "Bearer " + jwt.encode({"sub": "x", "aud": "emostream", "exp": 2**40}, None, "none"),
+        "Bearer " + jwt.encode({"sub": "x", "aud": "emostream", "exp": 2**40}, "", "none"),
         token(algorithm="HS512"),  # the algorithm is pinned to HS256
     ],
 )

@@ -299,7 +299,7 @@ async def test_user_tokens_and_the_admin_token_are_enforced(processes: ProcessFa
     no_admin = processes.role("ingest")  # no admin token configured on this one
     event, poll = "secure", "p1"
     unsigned = jwt.encode(
-        {"sub": "x", "aud": "emostream", "exp": time.time() + 300}, None, algorithm="none"
+        {"sub": "x", "aud": "emostream", "exp": time.time() + 300}, "", algorithm="none"
     )
     bad_tokens = {
         "missing": None,

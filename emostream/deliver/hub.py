@@ -30,6 +30,7 @@ from ..errors import RecordError
 from ..records import PollRecord, WindowRecord, decode_poll_record, decode_record
 from ..rules import AggregationRule
 from ..settings import Settings
+from .backlog import Backlog, SingleFlight, backlog_of
 from .frames import window_frame
 from .history import WindowHistory
 from .subscriber import UNORDERED, Frame, FrameKey, Subscriber
@@ -38,6 +39,9 @@ from .subscription import WindowSubscription
 log = logging.getLogger(__name__)
 
 RINGS_KEPT = 1024
+# Events whose history is read at once for joins: the rest wait their turn, so a storm of
+# joins over many events never takes more than these connections of the node's pool.
+HISTORY_READS_AT_ONCE = 8
 # Heartbeats and send timeouts are checked this often (or more often if they are shorter).
 TEND_TICK_MAX_S = 1.0
 # Windows missed in a row before a tick counts as quiet.
@@ -53,6 +57,15 @@ class Hub:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
         self._last: dict[str, FrameKey] = {}
+        # Events whose ring ends at the event's newest window as the live subscription tells
+        # (every window since was received or filled), and those whose ring also holds every
+        # older window up to the replay bound. Both are forgotten at every (re)subscription:
+        # windows may have closed while nobody listened.
+        self._current: set[str] = set()
+        self._complete: set[str] = set()
+        self._history_reads: SingleFlight[str, list[WindowRecord]] = SingleFlight(
+            HISTORY_READS_AT_ONCE
+        )
         self._subscription = WindowSubscription(redis, settings, self.receive, self._fill_gaps)
         self.subscribed = self._subscription.subscribed
         self.closing = False
@@ -101,53 +114,106 @@ class Hub:
             for subscriber in subscribers:
                 subscriber.close()
 
+    @property
+    def history_reads(self) -> int:
+        """Reads of history made for joins since the node started (one per event at a time,
+        however many joins wanted it)."""
+        return self._history_reads.flights
+
     async def join(
         self, event_id: str, after_seq: int | None
     ) -> tuple[Subscriber, list[Frame], int | None]:
-        """Attach a client, then read its backlog; it is attached first so that no window
-        published meanwhile falls between the two (duplicates are dropped by the stream).
+        """Attach a client with its backlog: the latest window for a new client, or every
+        window after its ``after_seq`` (Last-Event-ID), at most ``replay_max``, newest kept.
+
+        Answered from the node's memory of the event when it has what is needed; else from
+        one read of the event's history shared by every join waiting for it (and kept in
+        memory for the next ones). The backlog is taken and the client attached with no wait
+        in between, so no window published meanwhile falls between the two.
 
         Returns the subscriber, its backlog and the seq it resumes after: ``after_seq``, or
         None when that seq is beyond the event's newest window. Then the history the client
         saw is gone (a Redis without persistence restarted and numbers windows from 1 again)
         and the client is started over as a new one: the latest window now, then live ones;
         left as it was, it would be sent nothing until the new seqs passed its old one."""
-        subscriber = self.attach(event_id, after_seq)
-        try:
-            backlog = await self.backlog(event_id, after_seq)
-            if after_seq is not None and not backlog:
-                newest = await self.history.tail(event_id, 1)
-                if (newest[-1].seq if newest else 0) < after_seq:
-                    log.info(
-                        "a client of %s resumed after seq %d, beyond the newest window (%s): "
-                        "history was lost; sending the latest window",
-                        event_id,
-                        after_seq,
-                        newest[-1].seq if newest else "none",
-                    )
-                    after_seq = subscriber.after = None
-                    backlog = [self._frame(r) for r in newest]
-        except REDIS_FAULTS as exc:
-            log.warning("no backlog for %s: %s", event_id, exc)
-            backlog = []
+        answer = await self._answer(event_id, after_seq)
+        backlog, resumes_after = answer if answer is not None else ([], after_seq)
+        if after_seq is not None and resumes_after is None:
+            log.info(
+                "a client of %s resumed after seq %d, beyond the newest window (%s): "
+                "history was lost; sending the latest window",
+                event_id,
+                after_seq,
+                backlog[-1][0][0] if backlog else "none",
+            )
+        subscriber = self.attach(event_id, resumes_after)
         subscriber.note_backlog(backlog)
-        return subscriber, backlog, after_seq
+        return subscriber, backlog, resumes_after
 
     async def backlog(self, event_id: str, after_seq: int | None) -> list[Frame]:
-        """Frames a (re)connecting client gets before live ones.
+        """Frames a (re)connecting client gets before live ones (``join`` without attaching)."""
+        answer = await self._answer(event_id, after_seq)
+        return answer[0] if answer is not None else []
 
-        With ``after_seq`` (its Last-Event-ID): every window after it, at most ``replay_max``,
-        newest kept. Without: the latest window, so a new page shows the mood at once.
-        """
-        ring = self._rings.get(event_id)
-        if after_seq is None:
-            if ring:
-                return [ring[-1]]
-            return [self._frame(r) for r in await self.history.tail(event_id, 1)]
-        if ring and ring[0][0][0] <= after_seq + 1:
-            return [frame for frame in ring if frame[0][0] > after_seq]
+    async def _answer(self, event_id: str, after_seq: int | None) -> Backlog | None:
+        """The backlog and resume seq from memory, else after a (shared) read of history;
+        None when Redis could not be read."""
+        answer = self._remembered(event_id, after_seq, confirmed=False)
+        if answer is not None:
+            return answer
+        records = await self._read_history(event_id)
+        answer = self._remembered(event_id, after_seq, confirmed=True)
+        if answer is None and records is not None:
+            # Read while the subscription was down (memory not current): the read answers.
+            frames = [self._frame(record) for record in records]
+            answer = backlog_of(frames, after_seq, complete=True, confirmed=True)
+        return answer
+
+    def _remembered(self, event_id: str, after_seq: int | None, confirmed: bool) -> Backlog | None:
+        """The backlog from memory, or None when the node's memory of the event cannot tell."""
+        if event_id not in self._current:
+            return None
+        ring = self._rings.get(event_id, ())
+        return backlog_of(tuple(ring), after_seq, event_id in self._complete, confirmed)
+
+    async def _read_history(self, event_id: str) -> list[WindowRecord] | None:
+        """The event's newest windows (up to ``replay_max``) from Redis, remembered; one read
+        at a time per event, shared. None when Redis could not be read."""
+        try:
+            return await self._history_reads.run(event_id, lambda: self._read_tail(event_id))
+        except (*REDIS_FAULTS, RecordError) as exc:
+            log.warning("no backlog for %s: %s", event_id, exc)
+            return None
+
+    async def _read_tail(self, event_id: str) -> list[WindowRecord]:
+        subscriptions, subscribed = self.subscriptions, self.subscribed.is_set()
         records = await self.history.tail(event_id, self.settings.replay_max)
-        return [self._frame(r) for r in records if r.seq > after_seq]
+        self._remember(event_id, records)
+        if subscribed and self.subscribed.is_set() and self.subscriptions == subscriptions:
+            # Every window closed after the read reaches this node on the subscription.
+            self._current.add(event_id)
+            self._complete.add(event_id)
+        return records
+
+    def _remember(self, event_id: str, records: list[WindowRecord]) -> None:
+        """Keep windows read from history: newer ones than the node has are published (the
+        subscription is behind, or the node never saw the event), older ones go in front of
+        the ring."""
+        last = self._last.get(event_id)
+        for record in records:
+            if last is None or record.seq > last[0]:
+                self._publish(record)
+        ring = self._rings.get(event_id)
+        if ring is None:
+            # An event without windows yet: known to have none.
+            self._rings[event_id] = deque(maxlen=self.settings.replay_max)
+            self._evict_rings()
+        elif ring:
+            oldest = ring[0][0][0]
+            older = [self._frame(r) for r in records if r.seq < oldest]
+            if older:
+                # A deque made longer than its bound keeps the newest frames.
+                self._rings[event_id] = deque([*older, *ring], maxlen=self.settings.replay_max)
 
     # -- what the node keeps of each event --------------------------------------------------
 
@@ -168,6 +234,8 @@ class Hub:
         from history."""
         self._rings.pop(event_id, None)
         self._last.pop(event_id, None)
+        self._current.discard(event_id)
+        self._complete.discard(event_id)
 
     # -- pub/sub ---------------------------------------------------------------------------
 
@@ -248,6 +316,7 @@ class Hub:
         if baseline is not None and record.seq > baseline + 1:
             await self._fill_isolated(record.event_id, baseline, record.seq - 1)
         self._publish(record)
+        self._current.add(record.event_id)  # the newest window, from the live subscription
         if self.idle is not None:
             # Queued behind the wake-up of every client just offered the window, so it runs
             # once each of them has written it.
@@ -280,17 +349,24 @@ class Hub:
     async def _fill_gaps(self) -> None:
         """After (re)subscribing, deliver what was closed while the subscription was down.
         One event's failing fill (its history unreadable) is that event's problem: it is
-        logged and the others are filled; only a Redis fault ends the subscription."""
+        logged and the others are filled; only a Redis fault ends the subscription.
+        Memory of every other event is no longer current: a join reads its history again."""
+        self._current.clear()
+        self._complete.clear()
         for event_id in list(self._subscribers):
             baseline = self._baseline(event_id)
-            if baseline is not None:
-                await self._fill_isolated(event_id, baseline, None)
+            if baseline is not None and await self._fill_isolated(event_id, baseline, None):
+                self._current.add(event_id)
 
-    async def _fill_isolated(self, event_id: str, after_seq: int, up_to_seq: int | None) -> None:
+    async def _fill_isolated(self, event_id: str, after_seq: int, up_to_seq: int | None) -> bool:
+        """Fill, or log why not (the ring then misses windows: it is no longer complete)."""
         try:
             await self._fill(event_id, after_seq, up_to_seq)
+            return True
         except (ResponseError, RecordError) as exc:
             log.warning("could not fill %s from history after seq %d: %s", event_id, after_seq, exc)
+            self._complete.discard(event_id)
+            return False
 
     def _frame(self, record: WindowRecord) -> Frame:
         return (record.seq, record.revision), window_frame(self.rule.window_object(record))
