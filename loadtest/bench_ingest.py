@@ -1,8 +1,17 @@
-"""Ingest tier: our ingest against the Python ceiling and the seed-style design, side by side.
+"""Ingest tier: our ingest against the Python ceilings and the seed-style design, side by side.
 
 For each payload size (1 and 100 reactions per POST) every target is loaded with the same
 bodies and the same 64 connections: closed-loop peak runs (median of ``reps``), then one run
 paced at half of that target's own peak for the latency goal.
+
+Targets (``TARGETS``): our ingest with the per-user and per-address rate limits on (as
+deployed; their rates set so high they never refuse, so every figure counts accepted
+reactions and still pays every check) and the same with both off, which prices the limits;
+the bare handler that ``json.loads`` the body; the bare handler that answers 202 without
+parsing (the server software's own limit); and the seed-style Flask app.
+
+``python -m loadtest.bench_ingest`` runs the uvicorn targets alone and prints the goals of
+issue 16 (``--reps``, ``--duration-s``): the quick loop while working on the hot path.
 """
 
 from __future__ import annotations
@@ -16,21 +25,63 @@ from typing import Any
 
 from emostream.redis_server import PrivateRedis, free_port
 
-from .audience import reactions
+from .audience import AUDIENCE, EMOJI_MIX
 from .loadgen import LoadResult, run_load, run_paced
 from .procs import child, child_env
 
 CONNECTIONS = 64
 PATH = "/v1/events/live/reactions"
 
+# The audience's mix plus what a real crowd also sends: more skin tones, ZWJ sequences
+# (several code points joined by U+200D, some with VS16 and skin tones inside) and flags, so
+# validation sees every multi-code-point form. About a fifth of the reactions are one of these.
+INGEST_EMOJI_MIX = {
+    **EMOJI_MIX,
+    "\U0001f44d\U0001f3fb": 3,  # thumbs up, light skin tone
+    "\U0001f44f\U0001f3fe": 3,  # clapping hands, medium-dark skin tone
+    "\u2764\ufe0f\u200d\U0001f525": 3,  # heart on fire (ZWJ)
+    "\U0001f926\U0001f3fd\u200d\u2640\ufe0f": 2,  # woman facepalming, medium skin tone
+    "\U0001f3f3\ufe0f\u200d\U0001f308": 2,  # rainbow flag (ZWJ)
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466": 1,  # family (ZWJ)
+    "\U0001f1e7\U0001f1f7": 2,  # flag of Brazil
+    "\U0001f1e6\U0001f1f7": 2,  # flag of Argentina
+    "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f": 1,  # England
+}
+
+# Each target of the tier: (loadtest.servers target, environment of its process).
+# The limits' rates never refuse (the load repeats a few thousand users and one address far
+# faster than people tap), so the "on" target measures their whole cost on accepted requests.
+NEVER_REFUSED = "1e9"
+LIMITS_ON = {
+    "EMOSTREAM_USER_RATE": NEVER_REFUSED,
+    "EMOSTREAM_USER_BURST": NEVER_REFUSED,
+    "EMOSTREAM_IP_RATE": NEVER_REFUSED,
+    "EMOSTREAM_IP_BURST": NEVER_REFUSED,
+}
+LIMITS_OFF = {"EMOSTREAM_USER_RATE": "0", "EMOSTREAM_IP_RATE": "0"}
+TARGETS: dict[str, tuple[str, dict[str, str]]] = {
+    "ingest": ("ingest", LIMITS_ON),
+    "ingest-nolimits": ("ingest", LIMITS_OFF),
+    "bare": ("bare", {}),
+    "noparse": ("noparse", {}),
+    "flask": ("flask", {}),
+}
+
 
 def make_bodies(per_post: int, count: int = 64, seed: int = 7) -> list[bytes]:
+    """``count`` bodies of ``per_post`` reactions (one object when 1), UTF-8 as browsers send
+    them (``JSON.stringify`` leaves emojis unescaped), random user ids of a large audience."""
     rng = random.Random(seed)
+    emojis, weights = list(INGEST_EMOJI_MIX), list(INGEST_EMOJI_MIX.values())
     bodies = []
     for _ in range(count):
-        batch = reactions(rng, per_post)
+        batch = [
+            {"user_id": f"u-{rng.randrange(AUDIENCE)}", "emoji": emoji}
+            for emoji in rng.choices(emojis, weights, k=per_post)
+        ]
         payload: Any = batch[0] if per_post == 1 else batch
-        bodies.append(json.dumps(payload, separators=(",", ":")).encode("ascii"))
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        bodies.append(text.encode())
     return bodies
 
 
@@ -67,25 +118,45 @@ class Measured:
         }
 
 
-def run(quick: bool) -> dict[str, Any]:
+# The goals of issue 16 are measured on uvicorn, what `emostream ingest` serves on.
+UVICORN_PLAN = [
+    ("ingest", "uvicorn"),
+    ("ingest-nolimits", "uvicorn"),
+    ("bare", "uvicorn"),
+    ("noparse", "uvicorn"),
+]
+
+
+def run(
+    quick: bool,
+    plan: list[tuple[str, str]] | None = None,
+    reps: int | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
     """Every target runs as its own process for the whole tier, and the runs are interleaved
     (each repetition loads every target in turn), so a burst of other work on this shared
-    machine lands on all of them rather than on whichever happened to run then."""
-    reps, duration_s = (1, 2.0) if quick else (3, 8.0)
-    plan = [("ingest", "hypercorn"), ("bare", "hypercorn"), ("flask", "hypercorn")]
-    # uvicorn is what `emostream ingest` serves on (picked by these numbers), so even the
-    # quick run measures it; the full run adds granian, the other candidate. Each is compared
-    # with the bare handler on the same server software.
-    plan += [("ingest", "uvicorn"), ("bare", "uvicorn")]
-    if not quick:
-        plan += [("ingest", "granian"), ("bare", "granian")]
+    machine lands on all of them rather than on whichever happened to run then. Even the quick
+    run takes the median of 3 runs: the ratios of issue 16 are read from it."""
+    reps = reps or 3
+    duration_s = duration_s or (2.0 if quick else 8.0)
+    if plan is None:
+        plan = [("ingest", "hypercorn"), ("bare", "hypercorn"), ("flask", "hypercorn")]
+        # uvicorn is what `emostream ingest` serves on (picked by these numbers), so even the
+        # quick run measures it, with every reference; the full run adds granian, the other
+        # candidate. Each is compared with the bare handler on the same server software.
+        plan += UVICORN_PLAN
+        if not quick:
+            plan += [("ingest", "granian"), ("bare", "granian")]
     with PrivateRedis() as redis, contextlib.ExitStack() as stack:
         urls = {}
         for target, server in plan:
             port = free_port()
             urls[target, server] = f"http://127.0.0.1:{port}{PATH}"
-            args = ["-m", "loadtest.servers", target, "--server", server, "--port", str(port)]
-            stack.enter_context(child(args, child_env(redis.url), f"http://127.0.0.1:{port}"))
+            module_target, env = TARGETS[target]
+            args = ["-m", "loadtest.servers", module_target, "--server", server]
+            args += ["--port", str(port)]
+            environment = child_env(redis.url, **env)
+            stack.enter_context(child(args, environment, f"http://127.0.0.1:{port}"))
         # A short warm-up so imports, caches and the first flush are behind every target.
         for url in urls.values():
             run_load(url, make_bodies(1), CONNECTIONS, 1)
@@ -107,13 +178,34 @@ def run(quick: bool) -> dict[str, Any]:
                     urls[target, server], bodies, CONNECTIONS, duration_s, peak / 2
                 )
                 print(
-                    f"  ingest {target:6s} {server:9s} {per_post:3d}/POST: {peak:8.0f} req/s "
+                    f"  ingest {target:15s} {server:9s} {per_post:3d}/POST: {peak:8.0f} req/s "
                     f"p99 {row.median('p99_ms'):.1f} ms; half load {row.half.rps:.0f} "
                     f"req/s p99 {row.half.p99_ms:.1f} ms",
                     flush=True,
                 )
     rows = [m.as_dict() for m in measured.values()]
     return {"reps": reps, "duration_s": duration_s, "connections": CONNECTIONS, "rows": rows}
+
+
+def main() -> None:
+    import argparse
+    import os
+
+    from .bench_report_ingest import issue16_goals
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=2.0)
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    result = run(True, UVICORN_PLAN, args.reps, args.duration_s)
+    print("load average before: " + " ".join(f"{v:.2f}" for v in load_before))
+    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print("\n".join(issue16_goals(result["rows"])))
+
+
+if __name__ == "__main__":
+    main()
 
 
 def _flush(redis: PrivateRedis) -> None:

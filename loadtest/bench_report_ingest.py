@@ -1,5 +1,6 @@
 """The ingest tables of docs/benchmarks.md: peak and half-load figures per server, the goals
-of issue 6 per server software, and which server ingest runs on."""
+of issue 6 per server software, issue 16's ratios against the bare handlers and the price of
+the rate limits (uvicorn), and which server ingest runs on."""
 
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ def _row(rows: list[dict[str, Any]], target: str, server: str, per_post: int) ->
 
 NAMES = {
     "ingest": "emostream ingest (fast path + Quart)",
-    "bare": "bare ASGI handler (ceiling)",
+    "ingest-nolimits": "emostream ingest, rate limits off",
+    "bare": "bare ASGI handler, json.loads (ceiling)",
+    "noparse": "bare ASGI handler, no parsing",
     "flask": "seed style: Flask + 1 XADD per reaction",
 }
+TARGET_ORDER = ("ingest", "ingest-nolimits", "bare", "noparse", "flask")
 
 
 def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[str]:
@@ -37,10 +41,13 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
         "",
         f"`POST /v1/events/live/reactions`, {ingest['connections']} connections, closed loop, "
         f"{ingest['duration_s']:.0f} s per run, median of {ingest['reps']} run(s) (all runs "
-        "listed). Bodies are 64 pre-generated requests with a weighted emoji mix (skin tones, "
-        "flags, ZWJ-free and VS16 forms) and random user ids. The seed-style app and the bare "
-        "handler run on the same server software as ours (hypercorn) so the ratio is about the "
-        "design. `ratio` is against the bare handler on the same server.",
+        "listed; runs of every target interleaved). Bodies are 64 pre-generated requests in UTF-8 "
+        "as browsers send them, with a weighted emoji mix (skin tones, ZWJ sequences, flags "
+        "including a tag sequence, VS16 forms) and random user ids. `emostream ingest` runs "
+        "with the per-user and per-address rate limits on (rates that never refuse, so every "
+        "check is paid on accepted requests), and beside it with both off. The seed-style app "
+        "and the bare handlers run on the same server software as ours so the ratio is about "
+        "the design. `ratio` is against the bare `json.loads` handler on the same server.",
         "",
     ]
     servers = sorted({row["server"] for row in rows}, key=SERVER_ORDER.index)
@@ -55,7 +62,7 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
         seed = _row(rows, "flask", "hypercorn", per_post)
         for server in servers:
             ceiling = _row(rows, "bare", server, per_post)
-            for target in ("ingest", "bare", "flask"):
+            for target in TARGET_ORDER:
                 row = _row(rows, target, server, per_post)
                 if not row:
                     continue
@@ -84,6 +91,7 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
             f"{number(row['half_p50_ms'], 1)} | {number(row['half_p99_ms'], 1)} |"
         )
     out.append("")
+    out += issue16_goals(rows)
     out += ingest_goals(rows)
     out += server_choice(rows)
     if sweep:
@@ -110,6 +118,43 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
 
 
 SERVER_ORDER = ["hypercorn", "uvicorn", "granian"]
+
+# Issue 16 on uvicorn: (label, per POST, reference target, at least this ratio).
+ISSUE16 = [
+    ("single ≥ 0.85x the bare json.loads handler", 1, "bare", 0.85),
+    ("single ≥ 0.7x the no-parse handler", 1, "noparse", 0.7),
+    ("100 per POST ≥ 1.3x the bare json.loads handler", 100, "bare", 1.3),
+    ("100 per POST ≥ 0.5x the no-parse handler", 100, "noparse", 0.5),
+    ("100 per POST, limits on ≥ 0.9x limits off", 100, "ingest-nolimits", 0.9),
+    ("single, limits on ≥ 0.9x limits off (no goal; for scale)", 1, "ingest-nolimits", 0.0),
+]
+
+
+def issue16_goals(rows: list[dict[str, Any]], server: str = "uvicorn") -> list[str]:
+    """The ratios of issue 16: ours against a reference measured in the same run, medians of
+    the runs, each run's own ratio beside (its runs were interleaved with ours)."""
+    out = [
+        f"### Ingest goals (issue 16), {server}",
+        "",
+        "| goal | emostream req/s | reference req/s | ratio of medians | ratio per run | verdict |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, per_post, reference, want in ISSUE16:
+        ours = _row(rows, "ingest", server, per_post)
+        base = _row(rows, reference, server, per_post)
+        if not ours or not base:
+            continue
+        have = ours["rps"] / base["rps"] if base["rps"] else 0.0
+        runs = ", ".join(
+            f"{a / b:.2f}" for a, b in zip(ours["rps_runs"], base["rps_runs"], strict=False) if b
+        )
+        verdict = f"{goal(have >= want)}" if want else "-"
+        out.append(
+            f"| {label} | {number(ours['rps'])} | {number(base['rps'])} ({NAMES[reference]}) | "
+            f"{have:.2f}x | {runs} | {verdict} |"
+        )
+    out.append("")
+    return out
 
 
 def ingest_goals(rows: list[dict[str, Any]]) -> list[str]:

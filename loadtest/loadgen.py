@@ -52,7 +52,7 @@ def generator_name() -> str:
 def _lua(bodies: list[bytes], per_connection_delay_ms: float | None) -> str:
     lines = ["local bodies = {"]
     for body in bodies:
-        text = body.decode("ascii")
+        text = body.decode()  # UTF-8 bodies; a Lua string holds bytes as they are
         assert "]==]" not in text
         lines.append(f"  [==[{text}]==],")
     lines.append("}")
@@ -130,7 +130,7 @@ def run_paced(
 def _run_wrk(
     url: str, bodies: list[bytes], connections: int, duration_s: float, delay_ms: float | None
 ) -> LoadResult:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".lua", delete=False) as script:
         script.write(_lua(bodies, delay_ms))
     try:
         completed = subprocess.run(

@@ -5,6 +5,8 @@
 - ``bare``: the Python ceiling. A bare ASGI handler that reads the body, parses the same JSON
   with the same ``json.loads``, counts the reactions and answers the same 202: no framework,
   no validation, no buffer.
+- ``noparse``: the server software's own limit. The same bare handler, reading the body and
+  answering 202 without parsing it.
 - ``flask``: the seed-style design. Flask, one synchronous Redis write (XADD) per reaction
   before answering, served as WSGI by hypercorn (its thread pool), so the server software is
   the same and the ratio is about the design.
@@ -47,6 +49,25 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     payload = json.loads(b"".join(chunks))
     accepted = len(payload) if isinstance(payload, list) else 1
     body = b'{"accepted":%d}' % accepted
+    headers = [*HEADERS_202, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def noparse_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return await answer_lifespan(receive, send)
+    if scope["type"] != "http":
+        return
+    if scope["method"] == "GET":
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS_202})
+        await send({"type": "http.response.body", "body": b'{"role":"noparse"}'})
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = b'{"accepted":1}'
     headers = [*HEADERS_202, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -142,6 +163,8 @@ async def run(target: str, server: str, port: int) -> None:
     settings = Settings.from_env(port=port)
     if target == "bare":
         await serve(bare_app, server, port, stop)
+    elif target == "noparse":
+        await serve(noparse_app, server, port, stop)
     elif target == "flask":
         assert settings.redis_url is not None, "the seed app needs EMOSTREAM_REDIS_URL"
         await serve(flask_app(settings.redis_url), server, port, stop, wsgi=True)
@@ -154,7 +177,7 @@ async def run(target: str, server: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("target", choices=("ingest", "bare", "flask"))
+    parser.add_argument("target", choices=("ingest", "bare", "noparse", "flask"))
     parser.add_argument("--server", choices=SERVERS, default="hypercorn")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

@@ -11,10 +11,11 @@ from ..contract import DEFAULT_EVENT, validate_event_id
 from ..errors import InvalidField, Unavailable
 from ..settings import Settings
 from .buffer import ReactionBuffer
+from .decoding import read_reactions
 from .flusher import Flusher
 from .limits import RateLimiter
 from .seed import validate_seed_reactions
-from .validation import ReactionColumns, normalize_emoji, parse_body, validate_reactions
+from .validation import ReactionColumns, normalize_emoji, parse_body
 
 # (HTTP status, JSON body) of an accepted request.
 Answer = tuple[int, bytes]
@@ -75,8 +76,7 @@ class Acceptor:
     ) -> Answer:
         """``POST /v1/events/{event_id}/reactions``: 202 ``{"accepted": n}``."""
         validate_event_id(event_id)
-        payload = parse_body(content_type, body)
-        reactions = validate_reactions(payload, self.settings.max_batch, self.allowed)
+        reactions = read_reactions(content_type, body, self.settings.max_batch, self.allowed)
         return 202, b'{"accepted":%d}' % self.accept(event_id, reactions, user_id)
 
     def send_emoji(

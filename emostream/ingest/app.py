@@ -51,12 +51,16 @@ def create_ingest_app(
         # Polls: the admin's writes in Quart, votes on a plain-ASGI path of their own.
         quart.register_blueprint(poll_admin(settings, PollStore(flusher.redis, settings)))
     bodies = TimedBodies(deadlines, settings.body_timeout_s)
-    app = fast_ingest(guarded(quart, limits), acceptor, limits, bodies)
-    if flusher.votes is None:
-        return app
-    # Votes pass the same event admission and per-user rate limits as reactions.
-    gate = PollGate(flusher.redis, settings, flusher.votes, flusher.poke, limiter, flusher.events)
-    return fast_votes(app, gate, limits, bodies)
+    app = guarded(quart, limits)
+    if flusher.votes is not None:
+        # Votes pass the same event admission and per-user rate limits as reactions.
+        gate = PollGate(
+            flusher.redis, settings, flusher.votes, flusher.poke, limiter, flusher.events
+        )
+        app = fast_votes(app, gate, limits, bodies)
+    # The reaction POSTs first: they are the hot path, and reach their handler with one
+    # path test rather than the votes' too.
+    return fast_ingest(app, acceptor, limits, bodies)
 
 
 class IngestHealth(TypedDict):

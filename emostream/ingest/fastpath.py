@@ -41,7 +41,20 @@ LENGTH_DIGITS_MAX = 18
 
 
 def is_reaction_path(path: str) -> bool:
-    return path == SEND_EMOJI_PATH or REACTIONS_PATH.fullmatch(path) is not None
+    return path == SEND_EMOJI_PATH or reactions_event(path) is not None
+
+
+_EVENTS, _REACTIONS = "/v1/events/", "/reactions"
+_SHORTEST = len(_EVENTS) + len(_REACTIONS)
+
+
+def reactions_event(path: str) -> str | None:
+    """The event id of a reactions path (``REACTIONS_PATH``), else None: with string tests
+    rather than the regex, a third of its cost on every request."""
+    if len(path) < _SHORTEST or not path.startswith(_EVENTS) or not path.endswith(_REACTIONS):
+        return None
+    event_id = path[len(_EVENTS) : -len(_REACTIONS)]
+    return None if "/" in event_id else event_id
 
 
 async def respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -122,8 +135,8 @@ def fast_ingest(
         if scope["type"] != "http":
             return await app(scope, receive, send)
         path: str = scope["path"]
-        match = REACTIONS_PATH.fullmatch(path)
-        if match is None and path != SEND_EMOJI_PATH:
+        event_id = reactions_event(path)
+        if event_id is None and path != SEND_EMOJI_PATH:
             return await app(scope, receive, send)
         method = scope["method"]
         if method == "OPTIONS":  # a CORS preflight from another origin's page
@@ -141,10 +154,8 @@ def fast_ingest(
             user_id = user_from_token(acceptor.settings, head.authorization)
             body = await bodies.read(receive, max_body_bytes)
             body_read = True
-            if match is not None:
-                status, answer = acceptor.reactions(
-                    match.group(1), head.content_type, body, user_id
-                )
+            if event_id is not None:
+                status, answer = acceptor.reactions(event_id, head.content_type, body, user_id)
             else:
                 status, answer = acceptor.send_emoji(head.content_type, body, user_id)
         except ApiError as error:
