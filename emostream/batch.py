@@ -4,7 +4,10 @@ One msgpack entry carries up to ``flush_max`` reactions (40x the throughput of o
 reaction on this machine class). Reactions are grouped by event and window and stored column
 by column, so the worker counts a group at C speed (``Counter`` over its emojis) and never
 decodes user ids: each group's users travel as one msgpack blob, handed unchanged to
-lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker's time::
+lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker's time. A
+group of ``hyperloglog.MERGE_MIN_USERS`` reactions or more is the exception: its ids are
+decoded and hashed into HyperLogLog registers here (numpy, a column at a time), which Lua
+merges with PFMERGE instead of a PFADD per id, Redis's largest cost per reaction::
 
     {"v": 2, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
      "groups": [[event_id, window_start_ms, <msgpack [user ids]>, [emojis],
@@ -39,6 +42,7 @@ from typing import Any
 import msgpack
 
 from .errors import BatchError
+from .hyperloglog import MERGE_MIN_USERS, dense_of
 from .rules import AggregationRule
 
 BATCH_VERSION = 2
@@ -155,6 +159,9 @@ class WindowTally:
     total: int
     counts: Counter[str]
     users_packed: bytes
+    # The window's users as a dense HyperLogLog (hyperloglog.py), for a tally of
+    # ``MERGE_MIN_USERS`` or more; Lua merges it instead of adding ``users_packed``.
+    users_hll: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +243,13 @@ def _vote_groups(data: Any) -> list[VoteGroup]:
     return groups
 
 
+def _users_hll(users_packed: bytes, total: int) -> bytes:
+    users = msgpack.unpackb(users_packed, raw=True)
+    if not isinstance(users, list) or len(users) != total:
+        raise BatchError("a group's users and emojis differ in length")
+    return dense_of(users)  # a user id that is not a string: TypeError, a BatchError
+
+
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
     """Count a packed batch per event and window without decoding its user ids; for an
     entry of votes, only split it into its polls' groups (Lua counts them)."""
@@ -254,8 +268,9 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
             if not isinstance(users_packed, bytes) or not isinstance(emojis, list):
                 raise BatchError(f"group of event {event_id!r} is malformed")
             counts = rule.tally(Counter(emojis))
-            windows.append(
-                WindowTally(str(event_id), int(start), len(emojis), counts, users_packed)
-            )
+            tally = WindowTally(str(event_id), int(start), len(emojis), counts, users_packed)
+            if tally.total >= MERGE_MIN_USERS:
+                tally.users_hll = _users_hll(users_packed, tally.total)
+            windows.append(tally)
             size += len(emojis)
         return BatchTally(str(data["id"]), size, windows)

@@ -62,6 +62,7 @@ class Scripts:
             keys.active_events(shard),
             keys.batch_marker(shard, batch.batch_id),
             keys.late_windows(shard),
+            keys.hll_scratch(shard),
         ]
         args: list[Any] = [
             keys.AGGREGATORS_GROUP,
@@ -76,7 +77,8 @@ class Scripts:
             flat: list[str | int] = []
             for choice, count in tally.counts.items():
                 flat += (choice, count)
-            args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
+            users = tally.users_packed if tally.users_hll is None else tally.users_hll
+            args += [event, start, tally.total, msgpack.packb(flat), users]
         await self._apply_batch(keys=call_keys, args=args, client=pipe)
 
     async def close_windows(
