@@ -2,16 +2,24 @@
 
 One msgpack entry carries up to ``flush_max`` reactions (40x the throughput of one entry per
 reaction on this machine class). Reactions are grouped by event and window and stored column
-by column, so the worker counts a group at C speed (``Counter`` over its emojis) and never
-decodes user ids: each group's users travel as one msgpack blob, handed unchanged to
+by column, so the worker counts a group without a Python step per reaction and never decodes
+user ids: each group's users travel as one msgpack blob, handed unchanged to
 lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker's time. A
 group of ``hyperloglog.MERGE_MIN_USERS`` reactions or more is the exception: its ids are
 decoded and hashed into HyperLogLog registers here (numpy, a column at a time), which Lua
-merges with PFMERGE instead of a PFADD per id, Redis's largest cost per reaction::
+merges with PFMERGE instead of a PFADD per id, Redis's largest cost per reaction.
 
-    {"v": 2, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
-     "groups": [[event_id, window_start_ms, <msgpack [user ids]>, [emojis],
-                 [[received_ms, how many], ...], [client_ts_ms or nil, ...]], ...]}
+Emojis are dictionary-coded: the group's distinct emojis, then one code per reaction (a byte,
+or two little-endian bytes past 256 distinct emojis), so the worker counts them with one
+``bincount``; decoding a string per reaction and hashing it into a Counter was the largest part
+of the worker's profile::
+
+    {"v": 3, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
+     "groups": [[event_id, window_start_ms, <msgpack [user ids]>, [distinct emojis],
+                 <codes>, [[received_ms, how many], ...], [client_ts_ms or nil, ...]], ...]}
+
+Version 2, still read, had the emojis as a list of strings instead of the distinct emojis and
+their codes: ``[event_id, window_start_ms, <users>, [emojis], runs, client_ts]``.
 
 Receive times are run-length encoded (one run per request) and never decrease within an
 event (the ingest clock is monotonic). ``unpack_batch`` decodes everything, for analytics.
@@ -40,12 +48,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from .errors import BatchError
 from .hyperloglog import MERGE_MIN_USERS, dense_of
 from .rules import AggregationRule
 
-BATCH_VERSION = 2
+BATCH_VERSION = 3
+# What a batch of reactions may be written as (the worker reads both); votes are version 2.
+READABLE_VERSIONS = (2, 3)
+VOTES_VERSION = 2
+# Past this many distinct emojis in one group, a code takes two bytes.
+ONE_BYTE_CODES = 256
 PAYLOAD_FIELD = b"b"
 VOTES_KIND = "votes/1"
 
@@ -90,12 +104,14 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     for event_id, c in batch.events.items():
         for start, a, b in _window_slices(c.received_ms, window_ms):
             runs = [[ms, len(list(run))] for ms, run in itertools.groupby(c.received_ms[a:b])]
+            distinct, codes = _dictionary_coded(c.emojis[a:b])
             groups.append(
                 [
                     event_id,
                     start,
                     msgpack.packb(c.users[a:b]),
-                    c.emojis[a:b],
+                    distinct,
+                    codes,
                     runs,
                     c.client_ts_ms[a:b],
                 ]
@@ -111,6 +127,40 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     )
 
 
+def _dictionary_coded(emojis: list[str]) -> tuple[list[str], bytes]:
+    distinct = list(dict.fromkeys(emojis))
+    index = {emoji: code for code, emoji in enumerate(distinct)}
+    if len(distinct) <= ONE_BYTE_CODES:
+        return distinct, bytes(map(index.__getitem__, emojis))
+    return distinct, np.fromiter(map(index.__getitem__, emojis), dtype="<u2").tobytes()
+
+
+def _codes(distinct: Any, codes: Any) -> np.ndarray:
+    if not isinstance(distinct, list) or not isinstance(codes, bytes):
+        raise BatchError("emoji codes are malformed")
+    width = "u1" if len(distinct) <= ONE_BYTE_CODES else "<u2"
+    return np.frombuffer(codes, dtype=width)
+
+
+def _emoji_counts(distinct: list[str], codes: np.ndarray) -> Counter[str]:
+    """Per-emoji counts of a dictionary-coded column, at C speed."""
+    counts = np.bincount(codes, minlength=len(distinct))
+    if len(counts) != len(distinct):
+        raise BatchError("an emoji code names no emoji")
+    return Counter({str(e): int(n) for e, n in zip(distinct, counts.tolist(), strict=True) if n})
+
+
+def _groups(data: Any) -> Iterator[tuple[Any, Any, Any, list[str], Any, Any, Any]]:
+    """(event id, start, users, distinct emojis, codes, runs, client ts) of every group; a
+    version-2 group's emojis as they were (a list), with codes None."""
+    if data["v"] == 2:
+        for event_id, start, users, emojis, runs, client_ts in data["groups"]:
+            yield event_id, start, users, emojis, None, runs, client_ts
+    else:
+        for event_id, start, users, distinct, codes, runs, client_ts in data["groups"]:
+            yield event_id, start, users, distinct, _codes(distinct, codes), runs, client_ts
+
+
 @contextlib.contextmanager
 def _decoding() -> Iterator[None]:
     """Whatever a malformed payload makes decoding raise becomes a BatchError."""
@@ -118,13 +168,20 @@ def _decoding() -> Iterator[None]:
         yield
     except BatchError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        msgpack.UnpackException,
+    ) as exc:
         raise BatchError(f"undecodable batch: {exc!r}") from exc
 
 
 def _unpack_outer(payload: bytes) -> Any:
     data: Any = msgpack.unpackb(payload, raw=False)
-    if not isinstance(data, dict) or data.get("v") != BATCH_VERSION:
+    if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
         version = data.get("v") if isinstance(data, dict) else None
         raise BatchError(f"unknown batch version {version!r}")
     return data
@@ -137,7 +194,9 @@ def unpack_batch(payload: bytes) -> Batch:
         if data.get("kind") is not None:
             raise BatchError(f"an entry of {data['kind']!r}, not of reactions")
         events: dict[str, EventColumns] = {}
-        for event_id, _start, users_packed, emojis, runs, client_ts in data["groups"]:
+        for event_id, _start, users_packed, emojis, codes, runs, client_ts in _groups(data):
+            if codes is not None:
+                emojis = list(map(emojis.__getitem__, codes.tolist()))
             users = msgpack.unpackb(users_packed, raw=False)
             received = [ms for ms, count in runs for _ in range(count)]
             if not len(users) == len(emojis) == len(received) == len(client_ts):
@@ -211,7 +270,7 @@ def pack_votes(
     ]
     return msgpack.packb(
         {
-            "v": BATCH_VERSION,
+            "v": VOTES_VERSION,
             "kind": VOTES_KIND,
             "id": batch_id,
             "p": producer,
@@ -264,13 +323,16 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
             raise BatchError(f"unknown entry kind {kind!r}")
         windows: list[WindowTally] = []
         size = 0
-        for event_id, start, users_packed, emojis, _runs, _client_ts in data["groups"]:
+        for event_id, start, users_packed, emojis, codes, _runs, _client_ts in _groups(data):
             if not isinstance(users_packed, bytes) or not isinstance(emojis, list):
                 raise BatchError(f"group of event {event_id!r} is malformed")
-            counts = rule.tally(Counter(emojis))
-            tally = WindowTally(str(event_id), int(start), len(emojis), counts, users_packed)
+            if codes is None:
+                total, counts = len(emojis), Counter(emojis)
+            else:
+                total, counts = len(codes), _emoji_counts(emojis, codes)
+            tally = WindowTally(str(event_id), int(start), total, rule.tally(counts), users_packed)
             if tally.total >= MERGE_MIN_USERS:
                 tally.users_hll = _users_hll(users_packed, tally.total)
             windows.append(tally)
-            size += len(emojis)
+            size += total
         return BatchTally(str(data["id"]), size, windows)
