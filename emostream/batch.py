@@ -2,12 +2,11 @@
 
 One msgpack entry carries up to ``flush_max`` reactions (40x the throughput of one entry per
 reaction on this machine class). Reactions are grouped by event and window and stored column
-by column, so the worker counts a group without a Python step per reaction and never decodes
-user ids: each group's users travel as one msgpack blob, handed unchanged to
-lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker's time. A
-group of ``hyperloglog.MERGE_MIN_USERS`` reactions or more is the exception: its ids are
-decoded and hashed into HyperLogLog registers here (numpy, a column at a time), which Lua
-merges with PFMERGE instead of a PFADD per id, Redis's largest cost per reaction.
+by column, so the worker counts a group without a Python step per reaction. A group of
+``hyperloglog.MERGE_MIN_USERS`` reactions or more has its user ids hashed into HyperLogLog
+registers here (numpy, a column at a time), which Lua merges with PFMERGE instead of a PFADD
+per id, Redis's largest cost per reaction; a smaller one's ids go to lua/apply_batch.lua as
+a msgpack array for PFADD.
 
 Emojis are dictionary-coded: the group's distinct emojis, then one code per reaction (a byte,
 or two little-endian bytes past 256 distinct emojis), so the worker counts them with one
@@ -15,11 +14,14 @@ or two little-endian bytes past 256 distinct emojis), so the worker counts them 
 of the worker's profile::
 
     {"v": 3, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
-     "groups": [[event_id, window_start_ms, <msgpack [user ids]>, [distinct emojis],
+     "groups": [[event_id, window_start_ms, "<user id>\\n<user id>...", [distinct emojis],
                  <codes>, [[received_ms, how many], ...], [client_ts_ms or nil, ...]], ...]}
 
-Version 2, still read, had the emojis as a list of strings instead of the distinct emojis and
-their codes: ``[event_id, window_start_ms, <users>, [emojis], runs, client_ts]``.
+The users are one string, separated by newlines (no valid user id holds one; if one did,
+the group's users would be a msgpack array, as bytes): cheaper for ingest to pack than a
+msgpack array, and the worker finds the ids with numpy, without a Python object per id.
+Version 2, still read, had the users as a msgpack array and the emojis as a list of strings:
+``[event_id, window_start_ms, <msgpack [user ids]>, [emojis], runs, client_ts]``.
 
 Receive times are run-length encoded (one run per request) and never decrease within an
 event (the ingest clock is monotonic). ``unpack_batch`` decodes everything, for analytics.
@@ -51,7 +53,7 @@ import msgpack
 import numpy as np
 
 from .errors import BatchError
-from .hyperloglog import MERGE_MIN_USERS, dense_of
+from .hyperloglog import MERGE_MIN_USERS, dense_of_joined
 from .rules import AggregationRule
 
 BATCH_VERSION = 3
@@ -109,7 +111,7 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
                 [
                     event_id,
                     start,
-                    msgpack.packb(c.users[a:b]),
+                    _joined_users(c.users[a:b]),
                     distinct,
                     codes,
                     runs,
@@ -125,6 +127,25 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
             "groups": groups,
         }
     )
+
+
+def _joined_users(users: list[str]) -> str | bytes:
+    """A group's user ids separated by newlines (cheaper to pack than a msgpack array, and the
+    worker finds them with numpy); as a msgpack array should an id hold a newline, which a
+    validated one never does."""
+    joined = "\n".join(users)
+    if joined.count("\n") == len(users) - 1:
+        return joined
+    return msgpack.packb(users)
+
+
+def _users(field: Any) -> list[str]:
+    if isinstance(field, str):
+        return field.split("\n")
+    users = msgpack.unpackb(field, raw=False)
+    if not isinstance(users, list):
+        raise BatchError("a group's users are malformed")
+    return users
 
 
 def _dictionary_coded(emojis: list[str]) -> tuple[list[str], bytes]:
@@ -197,7 +218,7 @@ def unpack_batch(payload: bytes) -> Batch:
         for event_id, _start, users_packed, emojis, codes, runs, client_ts in _groups(data):
             if codes is not None:
                 emojis = list(map(emojis.__getitem__, codes.tolist()))
-            users = msgpack.unpackb(users_packed, raw=False)
+            users = _users(users_packed)
             received = [ms for ms, count in runs for _ in range(count)]
             if not len(users) == len(emojis) == len(received) == len(client_ts):
                 raise BatchError(f"columns of event {event_id!r} differ in length")
@@ -217,9 +238,10 @@ class WindowTally:
     window_start_ms: int
     total: int
     counts: Counter[str]
+    # The window's user ids as a msgpack array, for PFADD in Lua; empty when ``users_hll``
+    # carries them: their dense HyperLogLog (hyperloglog.py), for a tally of
+    # ``MERGE_MIN_USERS`` or more, which Lua merges.
     users_packed: bytes
-    # The window's users as a dense HyperLogLog (hyperloglog.py), for a tally of
-    # ``MERGE_MIN_USERS`` or more; Lua merges it instead of adding ``users_packed``.
     users_hll: bytes | None = None
 
 
@@ -302,11 +324,16 @@ def _vote_groups(data: Any) -> list[VoteGroup]:
     return groups
 
 
-def _users_hll(users_packed: bytes, total: int) -> bytes:
-    users = msgpack.unpackb(users_packed, raw=True)
-    if not isinstance(users, list) or len(users) != total:
+def _users_hll(users: str | bytes, total: int) -> bytes | None:
+    """The dense HyperLogLog of a large group's users; None for ids that cannot be joined
+    by newlines (PFADD takes them as they are)."""
+    if isinstance(users, str):
+        return dense_of_joined(users.encode(), total)  # ValueError: a BatchError
+    ids = msgpack.unpackb(users, raw=True)
+    if not isinstance(ids, list) or len(ids) != total:
         raise BatchError("a group's users and emojis differ in length")
-    return dense_of(users)  # a user id that is not a string: TypeError, a BatchError
+    joined = b"\n".join(ids)  # an id that is not a string: TypeError, a BatchError
+    return dense_of_joined(joined, total) if joined.count(b"\n") == total - 1 else None
 
 
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
@@ -324,15 +351,23 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
         windows: list[WindowTally] = []
         size = 0
         for event_id, start, users_packed, emojis, codes, _runs, _client_ts in _groups(data):
-            if not isinstance(users_packed, bytes) or not isinstance(emojis, list):
+            if not isinstance(users_packed, bytes | str) or not isinstance(emojis, list):
+                raise BatchError(f"group of event {event_id!r} is malformed")
+            if isinstance(users_packed, str) and data["v"] == 2:
                 raise BatchError(f"group of event {event_id!r} is malformed")
             if codes is None:
                 total, counts = len(emojis), Counter(emojis)
             else:
                 total, counts = len(codes), _emoji_counts(emojis, codes)
-            tally = WindowTally(str(event_id), int(start), total, rule.tally(counts), users_packed)
-            if tally.total >= MERGE_MIN_USERS:
-                tally.users_hll = _users_hll(users_packed, tally.total)
+            tally = WindowTally(str(event_id), int(start), total, rule.tally(counts), b"")
+            if total >= MERGE_MIN_USERS:
+                tally.users_hll = _users_hll(users_packed, total)
+            if tally.users_hll is None:  # few users: their ids, for PFADD
+                tally.users_packed = (
+                    msgpack.packb(users_packed.split("\n"))
+                    if isinstance(users_packed, str)
+                    else users_packed
+                )
             windows.append(tally)
             size += total
         return BatchTally(str(data["id"]), size, windows)

@@ -60,4 +60,13 @@ def test_a_large_group_carries_its_users_hyperloglog() -> None:
     users = [f"u{i}" for i in range(1500)]
     [tally] = tally_batch(pack_batch(one_event(users, ["🔥"] * 1500), 2000), CountAll()).windows
     assert tally.users_hll is not None and tally.users_hll.startswith(b"HYLL")
-    assert msgpack.unpackb(tally.users_packed) == users
+
+
+def test_ids_with_a_newline_still_count() -> None:
+    """Never from a validated request, but the format holds them (as a msgpack array)."""
+    users = [f"u{i}\nx" for i in range(1500)]
+    batch = one_event(users, ["🔥"] * 1500)
+    payload = pack_batch(batch, 2000)
+    assert unpack_batch(payload) == batch
+    [tally] = tally_batch(payload, CountAll()).windows
+    assert tally.users_hll is None and msgpack.unpackb(tally.users_packed) == users
