@@ -2,13 +2,26 @@
 
 One msgpack entry carries up to ``flush_max`` reactions (40x the throughput of one entry per
 reaction on this machine class). Reactions are grouped by event and window and stored column
-by column, so the worker counts a group at C speed (``Counter`` over its emojis) and never
-decodes user ids: each group's users travel as one msgpack blob, handed unchanged to
-lua/apply_batch.lua for the HyperLogLog. Decoding the users was most of a worker's time::
+by column, so the worker counts a group without a Python step per reaction. A group of
+``hyperloglog.MERGE_MIN_USERS`` reactions or more has its user ids hashed into HyperLogLog
+registers here (numpy, a column at a time), which Lua merges with PFMERGE instead of a PFADD
+per id, Redis's largest cost per reaction; a smaller one's ids go to lua/apply_batch.lua as
+a msgpack array for PFADD.
 
-    {"v": 2, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
-     "groups": [[event_id, window_start_ms, <msgpack [user ids]>, [emojis],
-                 [[received_ms, how many], ...], [client_ts_ms or nil, ...]], ...]}
+Emojis are dictionary-coded: the group's distinct emojis, then one code per reaction (a byte,
+or two little-endian bytes past 256 distinct emojis), so the worker counts them with one
+``bincount``; decoding a string per reaction and hashing it into a Counter was the largest part
+of the worker's profile::
+
+    {"v": 3, "id": <batch id>, "p": <producer id>, "wm": <watermark ms>,
+     "groups": [[event_id, window_start_ms, "<user id>\\n<user id>...", [distinct emojis],
+                 <codes>, [[received_ms, how many], ...], [client_ts_ms or nil, ...]], ...]}
+
+The users are one string, separated by newlines (no valid user id holds one; if one did,
+the group's users would be a msgpack array, as bytes): cheaper for ingest to pack than a
+msgpack array, and the worker finds the ids with numpy, without a Python object per id.
+Version 2, still read, had the users as a msgpack array and the emojis as a list of strings:
+``[event_id, window_start_ms, <msgpack [user ids]>, [emojis], runs, client_ts]``.
 
 Receive times are run-length encoded (one run per request) and never decrease within an
 event (the ingest clock is monotonic). ``unpack_batch`` decodes everything, for analytics.
@@ -37,11 +50,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from .errors import BatchError
+from .hyperloglog import MERGE_MIN_USERS, dense_of_joined
 from .rules import AggregationRule
 
-BATCH_VERSION = 2
+BATCH_VERSION = 3
+# What a batch of reactions may be written as (the worker reads both); votes are version 2.
+READABLE_VERSIONS = (2, 3)
+VOTES_VERSION = 2
+# Past this many distinct emojis in one group, a code takes two bytes.
+ONE_BYTE_CODES = 256
 PAYLOAD_FIELD = b"b"
 VOTES_KIND = "votes/1"
 
@@ -86,12 +106,14 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     for event_id, c in batch.events.items():
         for start, a, b in _window_slices(c.received_ms, window_ms):
             runs = [[ms, len(list(run))] for ms, run in itertools.groupby(c.received_ms[a:b])]
+            distinct, codes = _dictionary_coded(c.emojis[a:b])
             groups.append(
                 [
                     event_id,
                     start,
-                    msgpack.packb(c.users[a:b]),
-                    c.emojis[a:b],
+                    _joined_users(c.users[a:b]),
+                    distinct,
+                    codes,
                     runs,
                     c.client_ts_ms[a:b],
                 ]
@@ -107,6 +129,59 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     )
 
 
+def _joined_users(users: list[str]) -> str | bytes:
+    """A group's user ids separated by newlines (cheaper to pack than a msgpack array, and the
+    worker finds them with numpy); as a msgpack array should an id hold a newline, which a
+    validated one never does."""
+    joined = "\n".join(users)
+    if joined.count("\n") == len(users) - 1:
+        return joined
+    return msgpack.packb(users)
+
+
+def _users(field: Any) -> list[str]:
+    if isinstance(field, str):
+        return field.split("\n")
+    users = msgpack.unpackb(field, raw=False)
+    if not isinstance(users, list):
+        raise BatchError("a group's users are malformed")
+    return users
+
+
+def _dictionary_coded(emojis: list[str]) -> tuple[list[str], bytes]:
+    distinct = list(dict.fromkeys(emojis))
+    index = {emoji: code for code, emoji in enumerate(distinct)}
+    if len(distinct) <= ONE_BYTE_CODES:
+        return distinct, bytes(map(index.__getitem__, emojis))
+    return distinct, np.fromiter(map(index.__getitem__, emojis), dtype="<u2").tobytes()
+
+
+def _codes(distinct: Any, codes: Any) -> np.ndarray:
+    if not isinstance(distinct, list) or not isinstance(codes, bytes):
+        raise BatchError("emoji codes are malformed")
+    width = "u1" if len(distinct) <= ONE_BYTE_CODES else "<u2"
+    return np.frombuffer(codes, dtype=width)
+
+
+def _emoji_counts(distinct: list[str], codes: np.ndarray) -> Counter[str]:
+    """Per-emoji counts of a dictionary-coded column, at C speed."""
+    counts = np.bincount(codes, minlength=len(distinct))
+    if len(counts) != len(distinct):
+        raise BatchError("an emoji code names no emoji")
+    return Counter({str(e): int(n) for e, n in zip(distinct, counts.tolist(), strict=True) if n})
+
+
+def _groups(data: Any) -> Iterator[tuple[Any, Any, Any, list[str], Any, Any, Any]]:
+    """(event id, start, users, distinct emojis, codes, runs, client ts) of every group; a
+    version-2 group's emojis as they were (a list), with codes None."""
+    if data["v"] == 2:
+        for event_id, start, users, emojis, runs, client_ts in data["groups"]:
+            yield event_id, start, users, emojis, None, runs, client_ts
+    else:
+        for event_id, start, users, distinct, codes, runs, client_ts in data["groups"]:
+            yield event_id, start, users, distinct, _codes(distinct, codes), runs, client_ts
+
+
 @contextlib.contextmanager
 def _decoding() -> Iterator[None]:
     """Whatever a malformed payload makes decoding raise becomes a BatchError."""
@@ -114,13 +189,20 @@ def _decoding() -> Iterator[None]:
         yield
     except BatchError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        msgpack.UnpackException,
+    ) as exc:
         raise BatchError(f"undecodable batch: {exc!r}") from exc
 
 
 def _unpack_outer(payload: bytes) -> Any:
     data: Any = msgpack.unpackb(payload, raw=False)
-    if not isinstance(data, dict) or data.get("v") != BATCH_VERSION:
+    if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
         version = data.get("v") if isinstance(data, dict) else None
         raise BatchError(f"unknown batch version {version!r}")
     return data
@@ -133,8 +215,10 @@ def unpack_batch(payload: bytes) -> Batch:
         if data.get("kind") is not None:
             raise BatchError(f"an entry of {data['kind']!r}, not of reactions")
         events: dict[str, EventColumns] = {}
-        for event_id, _start, users_packed, emojis, runs, client_ts in data["groups"]:
-            users = msgpack.unpackb(users_packed, raw=False)
+        for event_id, _start, users_packed, emojis, codes, runs, client_ts in _groups(data):
+            if codes is not None:
+                emojis = list(map(emojis.__getitem__, codes.tolist()))
+            users = _users(users_packed)
             received = [ms for ms, count in runs for _ in range(count)]
             if not len(users) == len(emojis) == len(received) == len(client_ts):
                 raise BatchError(f"columns of event {event_id!r} differ in length")
@@ -154,7 +238,11 @@ class WindowTally:
     window_start_ms: int
     total: int
     counts: Counter[str]
+    # The window's user ids as a msgpack array, for PFADD in Lua; empty when ``users_hll``
+    # carries them: their dense HyperLogLog (hyperloglog.py), for a tally of
+    # ``MERGE_MIN_USERS`` or more, which Lua merges.
     users_packed: bytes
+    users_hll: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +292,7 @@ def pack_votes(
     ]
     return msgpack.packb(
         {
-            "v": BATCH_VERSION,
+            "v": VOTES_VERSION,
             "kind": VOTES_KIND,
             "id": batch_id,
             "p": producer,
@@ -236,6 +324,18 @@ def _vote_groups(data: Any) -> list[VoteGroup]:
     return groups
 
 
+def _users_hll(users: str | bytes, total: int) -> bytes | None:
+    """The dense HyperLogLog of a large group's users; None for ids that cannot be joined
+    by newlines (PFADD takes them as they are)."""
+    if isinstance(users, str):
+        return dense_of_joined(users.encode(), total)  # ValueError: a BatchError
+    ids = msgpack.unpackb(users, raw=True)
+    if not isinstance(ids, list) or len(ids) != total:
+        raise BatchError("a group's users and emojis differ in length")
+    joined = b"\n".join(ids)  # an id that is not a string: TypeError, a BatchError
+    return dense_of_joined(joined, total) if joined.count(b"\n") == total - 1 else None
+
+
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
     """Count a packed batch per event and window without decoding its user ids; for an
     entry of votes, only split it into its polls' groups (Lua counts them)."""
@@ -250,12 +350,24 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
             raise BatchError(f"unknown entry kind {kind!r}")
         windows: list[WindowTally] = []
         size = 0
-        for event_id, start, users_packed, emojis, _runs, _client_ts in data["groups"]:
-            if not isinstance(users_packed, bytes) or not isinstance(emojis, list):
+        for event_id, start, users_packed, emojis, codes, _runs, _client_ts in _groups(data):
+            if not isinstance(users_packed, bytes | str) or not isinstance(emojis, list):
                 raise BatchError(f"group of event {event_id!r} is malformed")
-            counts = rule.tally(Counter(emojis))
-            windows.append(
-                WindowTally(str(event_id), int(start), len(emojis), counts, users_packed)
-            )
-            size += len(emojis)
+            if isinstance(users_packed, str) and data["v"] == 2:
+                raise BatchError(f"group of event {event_id!r} is malformed")
+            if codes is None:
+                total, counts = len(emojis), Counter(emojis)
+            else:
+                total, counts = len(codes), _emoji_counts(emojis, codes)
+            tally = WindowTally(str(event_id), int(start), total, rule.tally(counts), b"")
+            if total >= MERGE_MIN_USERS:
+                tally.users_hll = _users_hll(users_packed, total)
+            if tally.users_hll is None:  # few users: their ids, for PFADD
+                tally.users_packed = (
+                    msgpack.packb(users_packed.split("\n"))
+                    if isinstance(users_packed, str)
+                    else users_packed
+                )
+            windows.append(tally)
+            size += total
         return BatchTally(str(data["id"]), size, windows)

@@ -141,6 +141,12 @@ def late_windows(shard: int) -> str:
     return f"{_tag(shard)}:late"
 
 
+def hll_scratch(shard: int) -> str:
+    """Where lua/apply_batch.lua puts a worker-built HyperLogLog to PFMERGE it, within one
+    call (PFMERGE merges keys, not values); never left set."""
+    return f"{_tag(shard)}:hll-scratch"
+
+
 def rate_counter(kind: str, key: str, window: int) -> str:
     """Counter of what every ingest process counted for one key of a rate limit (``user`` or
     ``ip``) in one fixed window."""

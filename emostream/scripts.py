@@ -84,6 +84,7 @@ class Scripts:
             keys.active_events(shard),
             keys.batch_marker(shard, batch.batch_id),
             keys.late_windows(shard),
+            keys.hll_scratch(shard),
         ]
         args: list[Any] = [
             keys.AGGREGATORS_GROUP,
@@ -98,7 +99,8 @@ class Scripts:
             flat: list[str | int] = []
             for choice, count in tally.counts.items():
                 flat += (choice, count)
-            args += [event, start, tally.total, msgpack.packb(flat), tally.users_packed]
+            users = tally.users_packed if tally.users_hll is None else tally.users_hll
+            args += [event, start, tally.total, msgpack.packb(flat), users]
         self._queue(self._apply_batch, call_keys, args, pipe)
 
     async def close_windows(

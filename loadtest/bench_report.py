@@ -69,14 +69,17 @@ def render_worker(w: dict[str, Any]) -> list[str]:
         "1.6 times per entry). Each figure is a separate process "
         "started on the same wall-clock instant; the ceiling reads the same entries through its "
         "own consumer group, decodes them and runs one EVALSHA per batch that only XACKs. Order "
-        "alternates between runs.",
+        "alternates between runs. Every window tally of these entries has 10,000 reactions, "
+        "so its users reach Redis as HyperLogLog registers built by the worker and merged with "
+        "PFMERGE (a tally under 1,000 reactions sends its ids for PFADD).",
         "",
         "| figure | reactions/s | reference | reference reactions/s | ratio | goal | runs |",
         "| --- | ---: | --- | ---: | ---: | --- | --- |",
         f"| one worker (`Worker.drain()`) | {number(w['one'])} | raw ceiling | "
         f"{number(w['ceiling'])} | "
-        f"{ratio_ceiling:.2f} | ≥ 1,000,000/s: {goal(w['one'] >= 1e6)}; ≥ 0.70 of ceiling: "
-        f"{goal(ratio_ceiling >= 0.7)} | {', '.join(number(v) for v in w['one_runs'])} / ceiling "
+        f"{ratio_ceiling:.2f} | ≥ 1,000,000/s: {goal(w['one'] >= 1e6)}; ≥ 0.90 of ceiling "
+        f"(issue 16): {goal(ratio_ceiling >= 0.9)} | "
+        f"{', '.join(number(v) for v in w['one_runs'])} / ceiling "
         f"{', '.join(number(v) for v in w['ceiling_runs'])} |",
         f"| two worker processes | {number(w['two'])} | one worker | {number(w['one'])} | "
         f"{ratio_two:.2f}x | ≥ 1.6x: {goal(ratio_two >= 1.6)} | "
@@ -97,6 +100,13 @@ def render_worker(w: dict[str, Any]) -> list[str]:
                 ("two", "two workers (sum)"),
             )
         ),
+        "",
+        f"Issue 16's goals: Redis CPU per aggregated reaction ≤ 0.050 µs: "
+        f"{number(w['redis_us_per_reaction']['one'], 3)} µs (the raw ceiling's "
+        f"{number(w['redis_us_per_reaction']['ceiling'], 3)}), "
+        f"{goal(w['redis_us_per_reaction']['one'] <= 0.05)}; one worker ≥ 0.90 of its raw "
+        f"ceiling: {ratio_ceiling:.2f} of its reactions/s, {goal(ratio_ceiling >= 0.9)} (per "
+        f"process CPU-second: {w['per_cpu_s']['one'] / w['per_cpu_s']['ceiling']:.2f}).",
         "",
         "### Window end to window published",
         "",

@@ -7,6 +7,9 @@ writes them). Then, each in its own process and started on the same wall-clock i
   count per window, apply_batch.lua with its XACK, per batch);
 - ``ceiling``: read the same entries through another consumer group, decode them and run one
   EVALSHA per batch that only XACKs: everything a worker must do, minus the window logic.
+  Since raw entries version 3 it decodes more than the worker does (``unpack_batch`` makes a
+  string per reaction of every column; the worker counts coded emojis and hashes users with
+  numpy), so a worker can pass it.
 
 Window latency: a feeder process writes ~100k reactions/s through the real Flusher (500 ms
 flushes), a real ``emostream worker`` counts and closes windows, and this process subscribes to

@@ -11,7 +11,8 @@
 --
 -- KEYS[1]  raw stream of the shard          KEYS[2]  active-events sorted set of the shard
 -- KEYS[3]  batch-id marker (dedupe)         KEYS[4]  late-windows set of the shard
--- then for each window tally i (0-based), 5 keys from KEYS[5+5i]: event state hash, counts
+-- KEYS[5]  the shard's scratch key for a HyperLogLog to merge (deleted again at once)
+-- then for each window tally i (0-based), 5 keys from KEYS[6+5i]: event state hash, counts
 --          sorted set, users HyperLogLog, total counter, window meta hash (seq once closed)
 -- ARGV[1]  consumer group                   ARGV[2]  entry id
 -- ARGV[3]  TTL in seconds of window keys and of the batch-id marker (the revision horizon)
@@ -19,10 +20,13 @@
 -- ARGV[5]  TTL in seconds of an event state hash this call creates or writes (close_window.lua
 --          refreshes it with every publication)
 -- then for each tally, 5 values from ARGV[6+5i]: event id, window start ms, total, msgpack
---          array of [emoji, count, emoji, count, ...], msgpack array of the user ids (as
---          ingest packed them; repeats are harmless to PFADD). Packed so the client sends 5
---          arguments, not one per user: per-argument encoding in redis-py cost 80% of a
---          worker's time.
+--          array of [emoji, count, emoji, count, ...], and the window's users: either the
+--          msgpack array of the user ids (as ingest packed them; repeats are harmless to
+--          PFADD), packed so the client sends 5 arguments, not one per user (per-argument
+--          encoding in redis-py cost 80% of a worker's time), or, for a large tally, the
+--          users' HyperLogLog built by the worker (emostream/hyperloglog.py: a dense HLL,
+--          starting "HYLL", which a msgpack array never does), merged with PFMERGE: its cost
+--          does not grow with the users, where PFADD was most of Redis's work per reaction.
 -- Returns  {1, reactions counted late into closed windows, reactions lost late} when applied,
 --          {0, 0, 0} when skipped as already counted,
 --          {-1, "WRONGTYPE <key>"} when a key has the wrong type (nothing written).
@@ -36,7 +40,7 @@ end
 local expected = {'hash', 'zset', 'string', 'string', 'hash'}
 for i = 0, tonumber(ARGV[4]) - 1 do
   for j = 1, 5 do
-    local key = KEYS[4 + 5 * i + j]
+    local key = KEYS[5 + 5 * i + j]
     local kind = redis.call('TYPE', key)['ok']
     if kind ~= 'none' and kind ~= expected[j] then
       return {-1, 'WRONGTYPE ' .. key .. ' is a ' .. kind}
@@ -46,7 +50,7 @@ end
 local ttl, event_ttl = tonumber(ARGV[3]), tonumber(ARGV[5])
 local late, lost = 0, 0
 for i = 0, tonumber(ARGV[4]) - 1 do
-  local k = 5 + 5 * i
+  local k = 6 + 5 * i
   local state, counts, users, total_key, meta = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local a = 6 + 5 * i
   local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -79,10 +83,21 @@ for i = 0, tonumber(ARGV[4]) - 1 do
       redis.call('ZINCRBY', counts, flat[p + 1], flat[p])
     end
     redis.call('INCRBY', total_key, total)
-    -- PFADD in chunks: Lua's unpack() is limited to a few thousand values.
-    local ids = cmsgpack.unpack(ARGV[a + 4])
-    for u = 1, #ids, 1000 do
-      redis.call('PFADD', users, unpack(ids, u, math.min(u + 999, #ids)))
+    local packed = ARGV[a + 4]
+    if string.sub(packed, 1, 4) == 'HYLL' then
+      if redis.call('EXISTS', users) == 0 then
+        redis.call('SET', users, packed)
+      else
+        redis.call('SET', KEYS[5], packed)
+        redis.call('PFMERGE', users, KEYS[5])
+        redis.call('DEL', KEYS[5])
+      end
+    else
+      -- PFADD in chunks: Lua's unpack() is limited to a few thousand values.
+      local ids = cmsgpack.unpack(packed)
+      for u = 1, #ids, 1000 do
+        redis.call('PFADD', users, unpack(ids, u, math.min(u + 999, #ids)))
+      end
     end
     redis.call('EXPIRE', counts, ttl)
     redis.call('EXPIRE', users, ttl)
