@@ -38,6 +38,9 @@ from .subscription import WindowSubscription
 
 log = logging.getLogger(__name__)
 
+# What fails one event's fill alone: a Redis fault, or a record that cannot be read.
+FILL_FAULTS: tuple[type[Exception], ...] = (*REDIS_FAULTS, RecordError)
+
 RINGS_KEPT = 1024
 # Events whose history is read at once for joins: the rest wait their turn, so a storm of
 # joins over many events never takes more than these connections of the node's pool.
@@ -181,7 +184,7 @@ class Hub:
         at a time per event, shared. None when Redis could not be read."""
         try:
             return await self._history_reads.run(event_id, lambda: self._read_tail(event_id))
-        except (*REDIS_FAULTS, RecordError) as exc:
+        except FILL_FAULTS as exc:
             log.warning("no backlog for %s: %s", event_id, exc)
             return None
 
