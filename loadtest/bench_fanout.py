@@ -21,7 +21,10 @@ SIGUSR2 (``gc.freeze()`` now) and SIGHUP (count the tracked objects), for the GC
 series of windows during which a full collection is forced with the clients connected, before
 and after freezing them.
 
-    python -m loadtest.bench_fanout [--quick] [--clients N] [--no-write]
+    python -m loadtest.bench_fanout [--quick] [--clients N] [--no-write] [--profile FILE]
+
+``--profile FILE`` runs py-spy on the delivery process over the measured windows
+(``fanout_profile``: collapsed stacks in FILE, a summary on stderr).
 
 This module runs the benchmark; the pieces live beside it: ``fanout_servers`` (the two
 servers, the windows, /proc), ``fanout_client`` (one client process), ``fanout_measure``
@@ -41,6 +44,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 
 from .fanout_measure import measure
+from .fanout_profile import summary
 from .fanout_report import NOTES_MARKER, brief, machine, markdown, plot, versions
 from .fanout_servers import (
     NCHAN_MODULE,
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             delivery.stop()
         print(json.dumps(brief(report["ours"])), file=sys.stderr, flush=True)
+        if args.profile is not None and args.profile.exists():
+            print(summary(args.profile.read_text()), file=sys.stderr, flush=True)
     report["load_after"] = loadavg()
     return report
 
@@ -113,6 +119,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wait-load-s", type=float, help="wait this long for load < 3")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the doc")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the delivery process over the measured windows; raw stacks written here",
+    )
     args = parser.parse_args(argv)
     if args.clients is None:
         args.clients = 1000 if args.quick else 10_000

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fanout_profile import Profiler
 from .fanout_servers import ROOT, Delivery, Server, cpu_s, rss_kib
 
 READY_TIMEOUT_S = 600.0
@@ -227,12 +228,18 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         warmup = publish_series(server, seq, args.warmup, args.interval_s)  # first frames
         seq += args.warmup
         clients.collect(list(warmup), connected, args.settle_s)
+        profiler = None
+        if args.profile is not None and isinstance(server, Delivery):
+            profiler = Profiler(server.pid, args.profile)
+            profiler.start()
         cpu_before = cpu_s(server.pid)
         windows_began = time.time()
         sent = publish_series(server, seq, args.publishes, args.interval_s)
         seq += args.publishes
         received, alive = clients.collect(list(sent), connected, args.settle_s)
         cpu_used = cpu_s(server.pid) - cpu_before
+        if profiler is not None:
+            profiler.stop()
         windows_ended = time.time()
         rss_after = rss_kib(server.pid)
         result = {
