@@ -3,6 +3,7 @@ its figure."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -74,8 +75,9 @@ def _ms(value: float | None) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     ours, nchan = report["ours"], report["nchan"]
-    mem_ratio = ours["kib_per_connection"] / nchan["kib_per_connection"]
-    cpu_ratio = ours["cpu_us_per_message"] / nchan["cpu_us_per_message"]
+    # A run too short for a clock tick of nchan's CPU has no ratio to speak of.
+    mem_ratio = ours["kib_per_connection"] / (nchan["kib_per_connection"] or math.nan)
+    cpu_ratio = ours["cpu_us_per_message"] / (nchan["cpu_us_per_message"] or math.nan)
     m, v = report["machine"], report["versions"]
     held_goal = ours["clients"] >= 10_000 and ours["open_at_end"] >= 10_000
     lines = [
@@ -101,6 +103,10 @@ def markdown(report: dict[str, Any]) -> str:
         "redis-server; windows are the msgpack records of `lua/close_window.lua`, XADDed to "
         "history and PUBLISHed on `emostream:windows`. nchan: nginx, `worker_processes 1`, "
         "`nchan_subscriber eventsource`, the same JSON POSTed to its publisher location.",
+        f"- Rounds: {report.get('rounds', 1)}, each server measured once a round, which "
+        "goes first alternating; every figure below is the median of the rounds' (a p99 is "
+        "each round's own, over its windows), and the GC phase ran in the last round only.",
+        *_rounds_table(report),
         "",
         "## Clients per process and memory per connection",
         "",
@@ -143,7 +149,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for result in (ours, nchan):
-        delivered = result["windows"] * result["clients"] - result["missing_receipts"]
+        delivered = int(result["windows"] * result["clients"] - result["missing_receipts"])
         split = (
             f"{result['cpu_user_s']:.2f} s / {result['cpu_system_s']:.2f} s"
             if "cpu_user_s" in result
@@ -252,6 +258,25 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += ["", NOTES_MARKER, ""]
     return "\n".join(lines)
+
+
+def _rounds_table(report: dict[str, Any]) -> list[str]:
+    rounds = report.get("round_results")
+    if not isinstance(rounds, list) or len(rounds) < 2:
+        return []
+    lines = [
+        "",
+        "| round | KiB/conn ours / nchan | µs/msg ours / nchan | p99 last client ours / nchan |",
+        "| --- | --- | --- | --- |",
+    ]
+    for index, pair in enumerate(rounds, 1):
+        ours, nchan = pair["ours"], pair["nchan"]
+        lines.append(
+            f"| {index} | {ours['kib_per_connection']:.1f} / {nchan['kib_per_connection']:.1f} "
+            f"| {ours['cpu_us_per_message']:.1f} / {nchan['cpu_us_per_message']:.1f} "
+            f"| {_ms(ours['last_p99_ms'])} / {_ms(nchan['last_p99_ms'])} |"
+        )
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
