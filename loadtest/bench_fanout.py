@@ -21,7 +21,10 @@ SIGUSR2 (``gc.freeze()`` now) and SIGHUP (count the tracked objects), for the GC
 series of windows during which a full collection is forced with the clients connected, before
 and after freezing them.
 
-    python -m loadtest.bench_fanout [--quick] [--clients N] [--no-write]
+    python -m loadtest.bench_fanout [--quick] [--clients N] [--no-write] [--profile FILE]
+
+``--profile FILE`` runs py-spy on the delivery process over the measured windows
+(``fanout_profile``: collapsed stacks in FILE, a summary on stderr).
 
 This module runs the benchmark; the pieces live beside it: ``fanout_servers`` (the two
 servers, the windows, /proc), ``fanout_client`` (one client process), ``fanout_measure``
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,6 +45,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 
 from .fanout_measure import measure
+from .fanout_profile import summary
 from .fanout_report import NOTES_MARKER, brief, machine, markdown, plot, versions
 from .fanout_servers import (
     NCHAN_MODULE,
@@ -72,28 +77,66 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wait_for_quiet(args.wait_load_s)
     report: dict[str, Any] = {"command": args.command_line, "machine": machine()}
     report["load_before"] = loadavg()
-    with PrivateRedis() as redis_server:
-        settings = Settings.from_env({"EMOSTREAM_REDIS_URL": redis_server.url})
-        nchan = Nchan(settings)
-        report["versions"] = versions(nchan)
-        try:
-            nchan.start()
-            report["nchan"] = measure(nchan, args)
-        finally:
-            nchan.stop()
-        print(json.dumps(brief(report["nchan"])), file=sys.stderr, flush=True)
-        delivery = Delivery(settings, redis_server.url)
-        try:
-            delivery.start()
-            report["ours"] = measure(delivery, args)
-        except BaseException:
-            sys.stderr.write(delivery.tail())
-            raise
-        finally:
-            delivery.stop()
-        print(json.dumps(brief(report["ours"])), file=sys.stderr, flush=True)
+    rounds: dict[str, list[dict[str, Any]]] = {"nchan": [], "ours": []}
+    for index in range(args.rounds):
+        # Alternate which server goes first, so a machine getting busier (or quieter) over
+        # the run weighs on both alike; the GC phase runs once, in the last round.
+        order = ("nchan", "ours") if index % 2 == 0 else ("ours", "nchan")
+        last = index == args.rounds - 1
+        for name in order:
+            with PrivateRedis() as redis_server:
+                settings = Settings.from_env({"EMOSTREAM_REDIS_URL": redis_server.url})
+                if name == "nchan":
+                    nchan = Nchan(settings)
+                    report.setdefault("versions", versions(nchan))
+                    rounds[name].append(_measured(nchan, args, gc_phase=False))
+                else:
+                    delivery = Delivery(settings, redis_server.url)
+                    rounds[name].append(_measured(delivery, args, gc_phase=args.gc_phase and last))
+    report["nchan"] = median_result(rounds["nchan"])
+    report["ours"] = median_result(rounds["ours"])
+    report["round_results"] = [
+        {"nchan": brief(theirs), "ours": brief(ours)}
+        for theirs, ours in zip(rounds["nchan"], rounds["ours"], strict=True)
+    ]
+    if args.profile is not None and args.profile.exists():
+        print(summary(args.profile.read_text()), file=sys.stderr, flush=True)
     report["load_after"] = loadavg()
     return report
+
+
+def _measured(server: Nchan | Delivery, args: argparse.Namespace, gc_phase: bool) -> dict[str, Any]:
+    try:
+        server.start()
+        result = measure(server, argparse.Namespace(**{**vars(args), "gc_phase": gc_phase}))
+    except BaseException:
+        if isinstance(server, Delivery):
+            sys.stderr.write(server.tail())
+        raise
+    finally:
+        server.stop()
+    print(json.dumps(brief(result)), file=sys.stderr, flush=True)
+    return result
+
+
+def median_result(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds as one result: every figure the median of its rounds' (each
+    round's own p99, not a p99 over all windows), the per-window lists concatenated, and
+    what only one round has (the GC phase) from that round."""
+    merged: dict[str, Any] = {}
+    for result in results:
+        for key, value in result.items():
+            if isinstance(value, list):
+                merged.setdefault(key, []).extend(value)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                merged.setdefault(key, value)
+                if isinstance(value, dict):
+                    merged[key] = value
+            else:
+                values = [r[key] for r in results if isinstance(r.get(key), int | float)]
+                merged[key] = statistics.median(values)
+    merged["rounds"] = len(results)
+    return merged
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,9 +153,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gc-interval-s", type=float, default=0.1)
     parser.add_argument("--gc-windows", type=int, default=12)
     parser.add_argument("--no-gc-phase", dest="gc_phase", action="store_false")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="measure each server this many times, alternating; figures are the medians "
+        "(full: 3, quick: 1)",
+    )
     parser.add_argument("--wait-load-s", type=float, help="wait this long for load < 3")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the doc")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the delivery process over the measured windows; raw stacks written here",
+    )
     args = parser.parse_args(argv)
     if args.clients is None:
         args.clients = 1000 if args.quick else 10_000
@@ -120,6 +174,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.publishes = 10 if args.quick else 30
     if args.interval_s is None:
         args.interval_s = 0.5 if args.quick else 2.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.wait_load_s is None:
         args.wait_load_s = 0.0 if args.quick else 600.0
     if args.quick:
@@ -145,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(
         clients=args.clients,
         client_procs=args.client_procs,
+        rounds=args.rounds,
         warmup=args.warmup,
         publishes=args.publishes,
         interval_s=args.interval_s,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fanout_servers import ROOT, Delivery, Server, cpu_s, rss_kib
+from .fanout_profile import Profiler
+from .fanout_servers import ROOT, Delivery, Server, cpu_split_s, rss_kib
 
 READY_TIMEOUT_S = 600.0
 DUMP_TIMEOUT_S = 60.0
@@ -227,12 +228,20 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         warmup = publish_series(server, seq, args.warmup, args.interval_s)  # first frames
         seq += args.warmup
         clients.collect(list(warmup), connected, args.settle_s)
-        cpu_before = cpu_s(server.pid)
+        profiler = None
+        if args.profile is not None and isinstance(server, Delivery):
+            profiler = Profiler(server.pid, args.profile)
+            profiler.start()
+        user_before, system_before = cpu_split_s(server.pid)
         windows_began = time.time()
         sent = publish_series(server, seq, args.publishes, args.interval_s)
         seq += args.publishes
         received, alive = clients.collect(list(sent), connected, args.settle_s)
-        cpu_used = cpu_s(server.pid) - cpu_before
+        user_after, system_after = cpu_split_s(server.pid)
+        cpu_user, cpu_system = user_after - user_before, system_after - system_before
+        cpu_used = cpu_user + cpu_system
+        if profiler is not None:
+            profiler.stop()
         windows_ended = time.time()
         rss_after = rss_kib(server.pid)
         result = {
@@ -248,6 +257,8 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
             "kib_per_connection_connected": (rss_connected - rss_idle) / max(connected, 1),
             "kib_per_connection": (rss_after - rss_idle) / max(connected, 1),
             "cpu_s": cpu_used,
+            "cpu_user_s": cpu_user,
+            "cpu_system_s": cpu_system,
             "cpu_us_per_message": cpu_used * 1e6 / max(args.publishes * connected, 1),
             **deliveries(sent, received, connected),
             "next_seq": seq,

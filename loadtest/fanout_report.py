@@ -3,6 +3,7 @@ its figure."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -13,6 +14,9 @@ from .fanout_measure import GC_INTERVAL_MAX_S, quantile
 from .fanout_servers import Nchan
 
 # Everything after this line in the doc is hand-written reading of the figures: kept on rerun.
+# Issue 16: CPU per message, memory per connection and p99 publish -> last client, each at
+# most this multiple of nchan's in the same run.
+GOAL_RATIO = 1.2
 NOTES_MARKER = "<!-- notes: written by hand, kept when the script rewrites the tables -->"
 
 
@@ -71,8 +75,9 @@ def _ms(value: float | None) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     ours, nchan = report["ours"], report["nchan"]
-    mem_ratio = ours["kib_per_connection"] / nchan["kib_per_connection"]
-    cpu_ratio = ours["cpu_us_per_message"] / nchan["cpu_us_per_message"]
+    # A run too short for a clock tick of nchan's CPU has no ratio to speak of.
+    mem_ratio = ours["kib_per_connection"] / (nchan["kib_per_connection"] or math.nan)
+    cpu_ratio = ours["cpu_us_per_message"] / (nchan["cpu_us_per_message"] or math.nan)
     m, v = report["machine"], report["versions"]
     held_goal = ours["clients"] >= 10_000 and ours["open_at_end"] >= 10_000
     lines = [
@@ -98,6 +103,10 @@ def markdown(report: dict[str, Any]) -> str:
         "redis-server; windows are the msgpack records of `lua/close_window.lua`, XADDed to "
         "history and PUBLISHed on `emostream:windows`. nchan: nginx, `worker_processes 1`, "
         "`nchan_subscriber eventsource`, the same JSON POSTed to its publisher location.",
+        f"- Rounds: {report.get('rounds', 1)}, each server measured once a round, which "
+        "goes first alternating; every figure below is the median of the rounds' (a p99 is "
+        "each round's own, over its windows), and the GC phase ran in the last round only.",
+        *_rounds_table(report),
         "",
         "## Clients per process and memory per connection",
         "",
@@ -124,8 +133,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"| 10,000 clients on one delivery process | {ours['clients']} held, "
         f"{ours['open_at_end']} open at the end | {nchan['clients']} | | "
         f"{_met(held_goal) if report['clients'] >= 10_000 else 'n/a (fewer asked)'} |",
-        f"| memory per connection at most 2.5x nchan's | {ours['kib_per_connection']:.1f} KiB "
-        f"| {nchan['kib_per_connection']:.1f} KiB | {mem_ratio:.2f}x | {_met(mem_ratio <= 2.5)} |",
+        f"| memory per connection at most {GOAL_RATIO}x nchan's (issue 16) "
+        f"| {ours['kib_per_connection']:.1f} KiB "
+        f"| {nchan['kib_per_connection']:.1f} KiB | {mem_ratio:.2f}x "
+        f"| {_met(mem_ratio <= GOAL_RATIO)} |",
         "",
         "## Server CPU per delivered message",
         "",
@@ -133,21 +144,29 @@ def markdown(report: dict[str, Any]) -> str:
         "divided by windows x clients. emostream's figure excludes Redis (one PUBLISH per "
         "window, independent of clients).",
         "",
-        "| | CPU over the windows | messages delivered | CPU per message |",
-        "| --- | --- | --- | --- |",
+        "| | CPU over the windows | of which user / system | messages delivered "
+        "| CPU per message |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for result in (ours, nchan):
-        delivered = result["windows"] * result["clients"] - result["missing_receipts"]
+        delivered = int(result["windows"] * result["clients"] - result["missing_receipts"])
+        split = (
+            f"{result['cpu_user_s']:.2f} s / {result['cpu_system_s']:.2f} s"
+            if "cpu_user_s" in result
+            else "n/a"
+        )
         lines.append(
-            f"| {result['server']} | {result['cpu_s']:.2f} s | {delivered} "
+            f"| {result['server']} | {result['cpu_s']:.2f} s | {split} | {delivered} "
             f"| {result['cpu_us_per_message']:.1f} µs |"
         )
     lines += [
         "",
         "| goal | ours | nchan | ratio | result |",
         "| --- | --- | --- | --- | --- |",
-        f"| CPU per delivered message at most 2x nchan's | {ours['cpu_us_per_message']:.1f} µs "
-        f"| {nchan['cpu_us_per_message']:.1f} µs | {cpu_ratio:.2f}x | {_met(cpu_ratio <= 2)} |",
+        f"| CPU per delivered message at most {GOAL_RATIO}x nchan's (issue 16) "
+        f"| {ours['cpu_us_per_message']:.1f} µs "
+        f"| {nchan['cpu_us_per_message']:.1f} µs | {cpu_ratio:.2f}x "
+        f"| {_met(cpu_ratio <= GOAL_RATIO)} |",
         "",
         "## Publish to last client received",
         "",
@@ -173,11 +192,19 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_ms(result['gap_max_ms'])} | {_ms(result['pause_max_ms'])} |"
         )
     p99_ok = ours["last_p99_ms"] is not None and ours["last_p99_ms"] < 300
+    p99_ratio_ok = (
+        None
+        if ours["last_p99_ms"] is None or not nchan["last_p99_ms"]
+        else ours["last_p99_ms"] <= GOAL_RATIO * nchan["last_p99_ms"]
+    )
     gap_ok = ours["pause_max_ms"] is not None and ours["pause_max_ms"] <= 100
     lines += [
         "",
         "| goal | ours | nchan | ratio | result |",
         "| --- | --- | --- | --- | --- |",
+        f"| p99 publish -> last of {ours['clients']} clients at most {GOAL_RATIO}x nchan's "
+        f"(issue 16) | {_ms(ours['last_p99_ms'])} | {_ms(nchan['last_p99_ms'])} "
+        f"| {_ratio(ours['last_p99_ms'], nchan['last_p99_ms'])} | {_met(p99_ratio_ok)} |",
         f"| p99 publish -> last of {ours['clients']} clients under 300 ms "
         f"| {_ms(ours['last_p99_ms'])} | {_ms(nchan['last_p99_ms'])} "
         f"| {_ratio(ours['last_p99_ms'], nchan['last_p99_ms'])} | {_met(p99_ok)} |",
@@ -231,6 +258,25 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += ["", NOTES_MARKER, ""]
     return "\n".join(lines)
+
+
+def _rounds_table(report: dict[str, Any]) -> list[str]:
+    rounds = report.get("round_results")
+    if not isinstance(rounds, list) or len(rounds) < 2:
+        return []
+    lines = [
+        "",
+        "| round | KiB/conn ours / nchan | µs/msg ours / nchan | p99 last client ours / nchan |",
+        "| --- | --- | --- | --- |",
+    ]
+    for index, pair in enumerate(rounds, 1):
+        ours, nchan = pair["ours"], pair["nchan"]
+        lines.append(
+            f"| {index} | {ours['kib_per_connection']:.1f} / {nchan['kib_per_connection']:.1f} "
+            f"| {ours['cpu_us_per_message']:.1f} / {nchan['cpu_us_per_message']:.1f} "
+            f"| {_ms(ours['last_p99_ms'])} / {_ms(nchan['last_p99_ms'])} |"
+        )
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:

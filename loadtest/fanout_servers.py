@@ -38,8 +38,16 @@ EMOJIS = ("😂", "🔥", "👏", "😮", "❤️", "😢", "🎉", "👍")
 
 
 def cpu_s(pid: int) -> float:
+    user, system = cpu_split_s(pid)
+    return user + system
+
+
+def cpu_split_s(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid``: the process's own code, and the kernel's on its behalf
+    (on loopback, a send also runs the receiving side's TCP input)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_kib(pid: int) -> int:

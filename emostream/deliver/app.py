@@ -37,7 +37,7 @@ from .hub import Hub
 from .pages import page_routes
 from .registry import Registry
 from .seed import seed_routes
-from .stream import SwarmStream
+from .stream import StreamFastPath, SwarmStream
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def create_delivery_app(
     registry: Registry | None = None,
     metrics: Metrics | None = None,
     with_reactions: bool = False,
-) -> Starlette:
+) -> StreamFastPath:
     """The role's app. ``metrics`` is the process's registry, which the runner has given
     this node's figures (and in `emostream up` every role's); without one the app keeps a
     registry of its own with the hub's. ``with_reactions`` when ingest shares its port
@@ -100,6 +100,9 @@ def create_delivery_app(
             raise InvalidField(
                 "Last-Event-ID", f"Last-Event-ID must be a window seq, 0 to {MAX_SEQ}"
             ) from None
+        return await open_stream(event_id, after)
+
+    async def open_stream(event_id: str, after: int | None) -> SwarmStream:
         subscriber, backlog, resume_after = await hub.join(event_id, after)
         retry_ms = RETRY_BASE_MS + random.randrange(RETRY_JITTER_MS)
         # A seq the event no longer has: the client is told its numbering starts over.
@@ -178,7 +181,7 @@ def create_delivery_app(
         assert isinstance(exc, HTTPException)
         return Response(*error_parts(from_http_status(exc.status_code, str(exc.detail))))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/events/{event_id}/stream", stream),
             Route("/v1/events/{event_id}/windows", windows),
@@ -199,3 +202,5 @@ def create_delivery_app(
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
         middleware=[Middleware(guarded, limits=BodyLimits.of(settings))],
     )
+    # The plain stream request skips the app's middleware and routing (stream.py).
+    return StreamFastPath(app, open_stream)

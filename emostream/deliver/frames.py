@@ -6,6 +6,7 @@ client of the event is sent the same bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
@@ -55,6 +56,14 @@ def reset_frame(event_id: str, last_event_id: int) -> bytes:
     ``id:`` line; the next window's sets Last-Event-ID back in range."""
     data = json.dumps({"v": CONTRACT_VERSION, "event_id": event_id, "last_event_id": last_event_id})
     return ServerSentEvent(data, event=RESET_EVENT, sep=LINE_END).encode()
+
+
+@functools.lru_cache(maxsize=16)
+def http_chunk(frame: bytes) -> bytes:
+    """``frame`` as one chunk of an HTTP/1.1 chunked body (what the server would wrap it in),
+    made once per frame: every client of a window is sent the same bytes object, whose hash
+    Python keeps, so the lookup of each further client is a dict hit by identity."""
+    return b"%x\r\n%b\r\n" % (len(frame), frame)
 
 
 # The largest seq a client may resume from: a window every 2 s reaches it in half a billion

@@ -51,8 +51,10 @@ class Subscriber:
 
     __slots__ = (
         "event_id",
-        "frames",
-        "wake",
+        "_frames",
+        "_queue_max",
+        "_woken",
+        "_waiter",
         "closed",
         "after",
         "sent",
@@ -68,10 +70,15 @@ class Subscriber:
 
     def __init__(self, event_id: str, queue_max: int, after: int | None = None) -> None:
         self.event_id = event_id
-        self.frames: deque[Frame] = deque(maxlen=queue_max)
+        # Made on first use: a client that keeps up is written each frame as it is offered
+        # and never queues one (an empty deque is half a KiB, times every connection).
+        self._frames: deque[Frame] | None = None
+        self._queue_max = queue_max
         # Set when there is work for the stream's task: a write to finish, frames queued
-        # before its writer was attached, or the end of the stream.
-        self.wake = asyncio.Event()
+        # before its writer was attached, or the end of the stream. A bare future while the
+        # task sleeps, not an asyncio.Event (whose waiter deque is another half KiB).
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         # The newest seq this client was given by its backlog (or its Last-Event-ID): where
         # the hub fills from when it (re)subscribes without having seen the event itself.
@@ -90,13 +97,33 @@ class Subscriber:
         # The writer's bound ``write``, kept apart so a fan-out looks up one attribute.
         self._write: Callable[[bytes], bool] | None = None
 
+    @property
+    def frames(self) -> deque[Frame]:
+        """The frames queued for the client, oldest first (bounded: latest wins)."""
+        if self._frames is None:
+            self._frames = deque(maxlen=self._queue_max)
+        return self._frames
+
     # -- the hub's side ----------------------------------------------------------------------
 
     def offer(self, frame: Frame) -> None:
-        if len(self.frames) == self.frames.maxlen:
-            self.dropped += 1  # the oldest undelivered frame makes room (latest wins)
-        self.frames.append(frame)
         self.fresh = True
+        write = self._write
+        if write is not None and self.sending_since is None and not self._frames:
+            # The common case, once per client per window: nothing queued and the
+            # connection has room, so the frame is written from this call, unqueued.
+            key = frame[0]
+            if not key[1]:
+                if key <= self.sent:
+                    return  # a window the client was given already
+                self.sent = key
+            self.heartbeat_due = False  # a frame is as good a sign of life
+            self._write_now(write, frame[1])
+            return
+        frames = self.frames
+        if len(frames) == frames.maxlen:
+            self.dropped += 1  # the oldest undelivered frame makes room (latest wins)
+        frames.append(frame)
         self.poke()
 
     def poke(self) -> None:
@@ -108,7 +135,16 @@ class Subscriber:
             if chunk:
                 self._write_now(write, chunk)
         else:
-            self.wake.set()
+            self.wake()
+
+    def wake(self) -> None:
+        """Have the stream's task look at its subscriber (``woken``)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            self._waiter = None
+            waiter.set_result(None)
+        else:
+            self._woken = True
 
     def heartbeat(self) -> None:
         """A heartbeat tick: a client sent nothing since the last one is sent a comment, so
@@ -129,7 +165,7 @@ class Subscriber:
     def close(self) -> None:
         """End the stream: its task sees ``closed`` when it wakes."""
         self.closed = True
-        self.wake.set()
+        self.wake()
 
     def time_out(self) -> None:
         self.timed_out = True
@@ -138,6 +174,16 @@ class Subscriber:
             self._writer.abort()
 
     # -- the stream's side ---------------------------------------------------------------------
+
+    def woken(self) -> asyncio.Future[None]:
+        """Done once there is work for the stream's task (at once if there is already)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._woken:
+            self._woken = False
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
 
     def start(self, backlog: list[Frame], after: int | None) -> list[bytes]:
         """The backlog frames a client is owed first: those after its Last-Event-ID (a
@@ -169,7 +215,7 @@ class Subscriber:
         """Everything queued for the client as one write: new windows, revisions of sent
         ones, or a heartbeat comment if there is nothing else."""
         chunks: list[bytes] = []
-        frames = self.frames
+        frames = self._frames
         while frames:
             key, frame = frames.popleft()
             if key[1]:  # a revision of a window already sent
@@ -195,4 +241,4 @@ class Subscriber:
         # finishes it, and the send timeout applies from now.
         self.sending_since = asyncio.get_running_loop().time()
         self.waits += 1
-        self.wake.set()
+        self.wake()
