@@ -33,8 +33,8 @@ _SCRIPTS = ("evalsha", "script|load", "script|exists")
 _FLUSH_BATCH = ("xadd", "hset")
 _POLL_STATE = ("hget", "hgetall", "hincrby", "hset", "publish", "sadd", "zadd", "zincrby")
 _APPLY_BATCH = (
-    "exists", "expire", "hincrby", "hmget", "hset", "incrby", "pfadd", "sadd", "set", "type",
-    "xack", "xpending", "zadd", "zincrby", "zscore",
+    "del", "exists", "expire", "hincrby", "hmget", "hset", "incrby", "pfadd", "pfmerge", "sadd",
+    "set", "type", "xack", "xpending", "zadd", "zincrby", "zscore",
 )  # fmt: skip
 _APPLY_VOTES = (
     "exists", "hget", "hincrby", "hmget", "hset", "hsetnx", "set", "type", "xack", "xadd",
@@ -68,8 +68,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     # Reads its consumer groups, claims the entries of dead workers, counts, closes and
     # publishes windows (the scripts), buries poison entries, trims what every group has
-    # acknowledged, writes its heartbeat and looks after polls. SCAN: the container health
-    # check finds the worker's heartbeat key.
+    # acknowledged, writes its heartbeat and looks after polls. ZSCAN and EXISTS: the
+    # container health check finds the worker in the live-workers index.
     "worker": (
         *_CONNECTION,
         *_SCRIPTS,
@@ -92,7 +92,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "smembers",
         "del",
         "zremrangebyscore",
-        "scan",
+        "zscan",
     ),  # fmt: skip
     # Subscribes to the windows channel, reads history, polls and the stats, and registers
     # its node and clients. No script, and nothing that appends to a stream.
