@@ -55,6 +55,23 @@ def shard_tag(shard: int) -> str:
     return SHARD_TAGS[shard] if shard < len(SHARD_TAGS) else f"s{shard}"
 
 
+def sub_shards(event_id: str, shards: int, split: int) -> list[int]:
+    """The shards an event's reactions are spread over (EMOSTREAM_EVENT_SPLIT): its own shard
+    (``shard_of``) first, where its windows are closed, numbered and published, then the
+    others, chosen ``shards / split`` slot ranges apart so that they land on distinct
+    primaries of a cluster whose primaries own equal ranges (for up to 12 shards: the tags'
+    slots are in distinct ranges of 16384 / shards, see SHARD_SLOTS)."""
+    home = shard_of(event_id, shards)
+    if split <= 1:
+        return [home]
+    step = shards // split
+    if shards > len(SHARD_SLOTS):
+        return [(home + part * step) % shards for part in range(split)]
+    by_range = {SHARD_SLOTS[shard] * shards // 16384: shard for shard in range(shards)}
+    first = SHARD_SLOTS[home] * shards // 16384
+    return [by_range[(first + part * step) % shards] for part in range(split)]
+
+
 def _tag(shard: int) -> str:
     return f"{PREFIX}:{{{shard_tag(shard)}}}"
 
@@ -145,6 +162,12 @@ def hll_scratch(shard: int) -> str:
     """Where lua/apply_batch.lua puts a worker-built HyperLogLog to PFMERGE it, within one
     call (PFMERGE merges keys, not values); never left set."""
     return f"{_tag(shard)}:hll-scratch"
+
+
+def hll_union(shard: int) -> str:
+    """Where lua/close_window.lua unites a split event's HyperLogLogs to count its users,
+    within one call; never left set."""
+    return f"{_tag(shard)}:hll-union"
 
 
 def rate_counter(kind: str, key: str, window: int) -> str:

@@ -84,7 +84,7 @@ async def own_client(settings: Settings) -> AsyncIterator[Redis]:
 async def ingest_running(
     redis: Redis, settings: Settings, metrics: Metrics | None = None
 ) -> AsyncIterator[ASGIApp]:
-    buffer = ReactionBuffer(settings.shards, settings.buffer_max)
+    buffer = ReactionBuffer(settings.shards, settings.buffer_max, settings.event_split)
     flusher = Flusher(
         redis, settings, buffer, votes=VoteBuffer(settings.shards, settings.buffer_max)
     )

@@ -47,10 +47,11 @@ class Scripts:
         self._poll_state = redis.register_script(lua_source("poll_state"))
         self._freeze_poll = redis.register_script(lua_source("freeze_poll"))
         self._delete_consumer = redis.register_script(lua_source("delete_consumer"))
+        self._seal_window = redis.register_script(lua_source("seal_window"))
 
     async def load(self) -> None:
         """Load the scripts that are queued on pipelines (on every primary of a cluster)."""
-        for script in (self._apply_batch, self._apply_votes):
+        for script in (self._apply_batch, self._apply_votes, self._seal_window):
             await self.redis.script_load(script.script)
 
     def _queue(self, script: AsyncScript, call_keys: list[str], args: list[Any], pipe: Any) -> None:
@@ -112,11 +113,18 @@ class Scripts:
         idle_ms: int,
         ttl_s: int,
         event_ttl_s: int,
+        extras: Sequence[bytes] = (),
     ) -> list[int | str]:
         """Close (or revise) these (event id, window start) windows of one shard, in order,
         and publish them, in one call; per window its seq, 0 when it was not this call's to
-        publish, or why it failed."""
-        call_keys = [keys.active_events(shard), keys.late_windows(shard)]
+        publish, or why it failed. ``extras``, one per window when given: what the other
+        shards of a split event counted in it (``pack_extras``), b"" for none."""
+        call_keys = [
+            keys.active_events(shard),
+            keys.late_windows(shard),
+            keys.hll_union(shard),
+            keys.hll_scratch(shard),
+        ]
         args: list[Any] = [
             window_ms,
             history_max,
@@ -126,18 +134,39 @@ class Scripts:
             HISTORY_FIELD,
             event_ttl_s,
         ]
-        for event_id, start_ms in windows:
+        for index, (event_id, start_ms) in enumerate(windows):
             call_keys += [
                 keys.event_state(shard, event_id),
                 *keys.window_keys(shard, event_id, start_ms),
                 keys.window_history(shard, event_id),
                 keys.window_revisions(shard, event_id),
             ]
-            args += [event_id, start_ms]
+            args += [event_id, start_ms, extras[index] if extras else b""]
         replies: list[int | bytes] = await self._close_window(keys=call_keys, args=args)
         return [
             reply if isinstance(reply, int) else reply.decode(errors="replace") for reply in replies
         ]
+
+    def seal_window(
+        self,
+        shard: int,
+        event_id: str,
+        start_ms: int,
+        window_ms: int,
+        idle_ms: int,
+        ttl_s: int,
+        event_ttl_s: int,
+        pipe: Any,
+    ) -> None:
+        """Queue the sealing of a split event's window on one of its other shards; its reply
+        is ``[total, [emoji, count, ...], users HyperLogLog or None]``."""
+        call_keys = [
+            keys.active_events(shard),
+            keys.event_state(shard, event_id),
+            *keys.window_keys(shard, event_id, start_ms),
+        ]
+        args = [event_id, start_ms, window_ms, idle_ms, ttl_s, event_ttl_s]
+        self._queue(self._seal_window, call_keys, args, pipe)
 
     def apply_votes(
         self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
@@ -197,3 +226,23 @@ def is_transient(reply: Any) -> bool:
     loaded, or its slot is being moved between cluster nodes (TRYAGAIN: some of its keys have
     moved, some not yet) or has no serving node for a moment (CLUSTERDOWN, a failover)."""
     return isinstance(reply, NoScriptError | TryAgainError | ClusterDownError)
+
+
+def pack_extras(sealed: Sequence[Sequence[Any]]) -> bytes:
+    """What the other shards of a split event counted in one window (seal_window's replies),
+    as close_window.lua takes it: msgpack [total, [emoji, count, ...], HyperLogLog, ...]."""
+    total = 0
+    counts: dict[bytes, int] = {}
+    users: list[bytes] = []
+    for shard_total, flat, hll in sealed:
+        total += shard_total
+        for emoji, count in zip(flat[::2], flat[1::2], strict=True):
+            counts[emoji] = counts.get(emoji, 0) + int(count)
+        if hll:
+            users.append(hll)
+    flat_counts: list[Any] = []
+    for emoji, count in counts.items():
+        flat_counts += (emoji.decode(), count)
+    # Raw strings, not msgpack's bin type: Redis's Lua cmsgpack cannot read bin.
+    packed: bytes = msgpack.packb([total, flat_counts, *users], use_bin_type=False)
+    return packed

@@ -155,6 +155,10 @@ class Settings:
     # `auto` asks the server (INFO cluster) at start; `yes` and `no` skip the question. On a
     # cluster the connections are per node: redis_max_connections to each node.
     redis_cluster: str = one_of("auto", "yes", "no")
+    # Shards each event's reactions are spread over (keys.sub_shards), so one hot event is
+    # counted by that many Redis primaries; its windows are still closed once, merged, on its
+    # own shard. At most EMOSTREAM_SHARDS; the same in every process.
+    event_split: int = at_least(1, 1)
     # -- Safe in public: HTTP limits of every role on either server software, the operator
     # token and client registration (README, "Safe in public").
     # A request head (request line and headers) larger than this is refused with 431.
@@ -203,6 +207,8 @@ class Settings:
                     raise ConfigError(f"{PREFIX}{f.name.upper()} must be {problem}")
         if self.buffer_max < self.flush_max:
             raise ConfigError(f"{PREFIX}BUFFER_MAX must be at least {PREFIX}FLUSH_MAX")
+        if self.event_split > self.shards:
+            raise ConfigError(f"{PREFIX}EVENT_SPLIT must be at most {PREFIX}SHARDS")
         if not CLUSTER_NAME.fullmatch(self.cluster):
             raise ConfigError(f"{PREFIX}CLUSTER must be {CLUSTER_NAME_RULE}")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):

@@ -177,7 +177,12 @@ class StatsReader:
             members: Any = await self.redis.zrevrange(
                 keys.active_events(shard), 0, EVENTS_PER_SHARD - 1, withscores=True
             )
-            found += [(shard, member.decode(), score) for member, score in members]
+            # An event split over several shards is listed once, by its own shard.
+            found += [
+                (shard, event, score)
+                for event, score in ((member.decode(), score) for member, score in members)
+                if keys.shard_of(event, self.settings.shards) == shard
+            ]
         if not found:
             return []
         pipe = self.redis.pipeline(transaction=False)

@@ -55,12 +55,15 @@ for i = 0, tonumber(ARGV[4]) - 1 do
   local a = 6 + 5 * i
   local event_id, start, total = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
 
-  local st = redis.call('HMGET', state, 'next', 'seq')
+  local st = redis.call('HMGET', state, 'next', 'seq', 'sealed')
   local next_start, seq = tonumber(st[1]), tonumber(st[2] or '0')
+  -- A window of the event has been closed here, or (an event split over several shards)
+  -- sealed for its own shard to close (lua/seal_window.lua).
+  local closed_any = seq > 0 or st[3]
   local active = redis.call('ZSCORE', KEYS[2], event_id)
   -- First window of the event, an idle event waking up (no empty windows for the idle gap),
   -- or an earlier window arriving before anything of the event has closed.
-  if next_start == nil or (not active and start > next_start) or (seq == 0 and start < next_start) then
+  if next_start == nil or (not active and start > next_start) or (not closed_any and start < next_start) then
     next_start = start
     redis.call('HSET', state, 'next', start)
     redis.call('EXPIRE', state, event_ttl)

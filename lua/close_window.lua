@@ -9,9 +9,15 @@
 -- keys are broken (a wrong type) fails alone, as a call of its own would, and the rest of
 -- the call goes on.
 --
+-- An event split over several shards (EMOSTREAM_EVENT_SPLIT) is closed here, on its own
+-- shard, with what the others counted in the window (lua/seal_window.lua) passed as the
+-- window's extras: added to this shard's counts for the record, never written into its keys,
+-- so a revision merges again from scratch.
+--
 -- KEYS[1]  active-events sorted set of the shard
 -- KEYS[2]  late-windows set of the shard
--- then for each window i (0-based), 7 keys from KEYS[3+7i]: event state hash (next, seq),
+-- KEYS[3], KEYS[4]  scratch keys of the shard for uniting HyperLogLogs (left deleted)
+-- then for each window i (0-based), 7 keys from KEYS[5+7i]: event state hash (next, seq),
 --          window counts sorted set, window users HyperLogLog, window total counter, window
 --          meta hash (seq, rev), event history stream, event revisions hash
 -- ARGV[1]  window length ms                  ARGV[2]  windows kept in history
@@ -22,7 +28,8 @@
 -- ARGV[6]  field of the history entry that holds the record
 -- ARGV[7]  TTL s of the event's own keys (state, history, revisions), refreshed by every
 --          publication: an event idle this long is forgotten
--- then for each window i, 2 values from ARGV[8+2i]: event id, window start ms
+-- then for each window i, 3 values from ARGV[8+3i]: event id, window start ms, extras: ''
+--          or msgpack [total, [emoji, count, ...], users HyperLogLog, ...] of other shards
 -- Returns  one reply per window: its seq, 0 if it was not this call's to publish, or the
 --          error text if it failed.
 -- Record   cmsgpack array [event_id, seq, start, end, total, unique_users, revision,
@@ -34,7 +41,52 @@ local channel, idle_ms, ttl, field = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5
 local event_ttl = tonumber(ARGV[7])
 local publish_command = channel:find('{', 1, true) and 'SPUBLISH' or 'PUBLISH'
 
-local function publish(k, event_id, start)
+local union, scratch = KEYS[3], KEYS[4]
+
+-- Counts, total and unique users of this shard's window keys plus the other shards' extras.
+local function merged(counts, users, total, extras)
+  local x = cmsgpack.unpack(extras)
+  local sums, order = {}, {}
+  local function add(emoji, count)
+    if sums[emoji] == nil then
+      order[#order + 1] = emoji
+      sums[emoji] = 0
+    end
+    sums[emoji] = sums[emoji] + count
+  end
+  redis.call('DEL', union)
+  if total > 0 then
+    local flat = redis.call('ZRANGE', counts, 0, -1, 'WITHSCORES')
+    for i = 1, #flat, 2 do
+      add(flat[i], tonumber(flat[i + 1]))
+    end
+    redis.call('PFMERGE', union, users)
+  end
+  for i = 1, #x[2], 2 do
+    add(x[2][i], tonumber(x[2][i + 1]))
+  end
+  for i = 3, #x do
+    redis.call('SET', scratch, x[i])
+    redis.call('PFMERGE', union, scratch)
+  end
+  -- As ZRANGE orders them: count ascending, then emoji bytes.
+  table.sort(order, function(a, b)
+    if sums[a] ~= sums[b] then
+      return sums[a] < sums[b]
+    end
+    return a < b
+  end)
+  local flat = {}
+  for _, emoji in ipairs(order) do
+    flat[#flat + 1] = emoji
+    flat[#flat + 1] = sums[emoji]
+  end
+  local unique_users = redis.call('PFCOUNT', union)
+  redis.call('DEL', union, scratch)
+  return flat, total + tonumber(x[1]), unique_users
+end
+
+local function publish(k, event_id, start, extras)
   local state, counts, users, total_key = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local meta, history, revisions = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
   local window_end = start + window_ms
@@ -61,14 +113,18 @@ local function publish(k, event_id, start)
   local total = tonumber(redis.call('GET', total_key) or '0')
   local flat, unique_users = {}, 0
   if total > 0 then
+    for key = k + 1, k + 3 do
+      redis.call('EXPIRE', KEYS[key], ttl)
+    end
+  end
+  if extras ~= '' then
+    flat, total, unique_users = merged(counts, users, total, extras)
+  elseif total > 0 then
     flat = redis.call('ZRANGE', counts, 0, -1, 'WITHSCORES')
     for i = 2, #flat, 2 do
       flat[i] = tonumber(flat[i])
     end
     unique_users = redis.call('PFCOUNT', users)
-    for key = k + 1, k + 3 do
-      redis.call('EXPIRE', KEYS[key], ttl)
-    end
   end
   local record = cmsgpack.pack({event_id, seq, start, window_end, total, unique_users,
     revision, flat})
@@ -95,8 +151,9 @@ local function publish(k, event_id, start)
 end
 
 local replies = {}
-for i = 0, (#ARGV - 7) / 2 - 1 do
-  local ok, reply = pcall(publish, 3 + 7 * i, ARGV[8 + 2 * i], tonumber(ARGV[9 + 2 * i]))
+for i = 0, (#ARGV - 7) / 3 - 1 do
+  local ok, reply = pcall(publish, 5 + 7 * i, ARGV[8 + 3 * i], tonumber(ARGV[9 + 3 * i]),
+    ARGV[10 + 3 * i])
   if not ok then
     reply = type(reply) == 'table' and reply.err or tostring(reply)
   end

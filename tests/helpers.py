@@ -54,7 +54,7 @@ def quick_settings(redis_url: str, window_ms: int, **overrides: Any) -> Settings
 def make_ingest(
     redis: Redis, settings: Settings, producer: str = "p1"
 ) -> tuple[ReactionBuffer, Flusher]:
-    buffer = ReactionBuffer(settings.shards, settings.buffer_max)
+    buffer = ReactionBuffer(settings.shards, settings.buffer_max, settings.event_split)
     return buffer, Flusher(redis, settings, buffer, producer)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from emostream import keys
 from emostream.batch import PAYLOAD_FIELD, unpack_batch
+from emostream.connection import sync_client
 
 from .conftest import Process, ProcessFactory
 from .helpers import read_swarm
@@ -106,6 +107,28 @@ async def test_separate_roles_with_two_workers(any_processes: ProcessFactory) ->
     any_processes.role("worker")
     delivery = any_processes.role("delivery")
     await check_pipeline(ingest.url, delivery.url, "semi-1")
+
+
+async def test_a_hot_event_split_over_three_shards_is_exact(
+    any_processes: ProcessFactory,
+) -> None:
+    split = {"EMOSTREAM_SHARDS": "3", "EMOSTREAM_EVENT_SPLIT": "3"}
+    ingest = any_processes.role("ingest", **split)
+    any_processes.role("worker", **split)
+    any_processes.role("worker", **split)
+    delivery = any_processes.role("delivery", **split)
+    await check_pipeline(ingest.url, delivery.url, "hot")
+    # Every shard counted a share of the event (on a cluster: every primary).
+    store = sync_client(any_processes.redis_url)
+    shares = []
+    try:
+        for shard in keys.sub_shards("hot", 3, 3):
+            entries: Any = store.xrange(keys.raw_stream(shard))
+            shares.append(sum(unpack_batch(fields[PAYLOAD_FIELD]).size for _, fields in entries))
+    finally:
+        store.close()
+    assert sorted(keys.sub_shards("hot", 3, 3)) == [0, 1, 2]
+    assert all(share > sum(shares) / 6 for share in shares), shares
 
 
 async def test_sigterm_flushes_what_ingest_accepted(processes: ProcessFactory) -> None:

@@ -32,6 +32,7 @@ from ..scripts import Scripts
 from ..settings import Settings
 from ..streams import StreamId, ensure_group, find_group, group_stats, parse_id
 from ..windows import due_windows, producer_is_live, window_start
+from .split import extras_of, hand_over_late, home_of
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,17 @@ class WindowCloser:
         now = now_ms()
         published = 0
         window_ms = self.settings.window_ms
-        for shard in range(self.settings.shards):
+        shards = range(self.settings.shards)
+        safes = [
+            max(await self.safe_watermark(shard, now), now - self.settings.close_max_delay_ms)
+            for shard in shards
+        ]
+        for shard in shards:
             revised = await self.revise(shard)
             self.revised += revised
             published += revised
-            safe = max(
-                await self.safe_watermark(shard, now), now - self.settings.close_max_delay_ms
-            )
+            # A split event's window is complete once every shard of the event has passed it.
+            safe = min(safes) if self.settings.event_split > 1 else safes[shard]
             boundary = window_start(safe, window_ms)
             # Only a new window boundary can make a window closable: one pass per window.
             if boundary <= self._closed_through[shard]:
@@ -172,6 +177,8 @@ class WindowCloser:
         (windows published, whether every due window was attempted)."""
         members: Any = await self.redis.zrange(keys.active_events(shard), 0, -1)
         events: list[str] = [member.decode() for member in members]
+        if self.settings.event_split > 1:  # another shard's events are closed there
+            events = [event for event in events if home_of(event, self.settings) == shard]
         next_starts: dict[str, int] = {}
         for chunk in _chunks(events, READ_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
@@ -186,6 +193,8 @@ class WindowCloser:
     async def revise(self, shard: int) -> int:
         """Publish a revision of every closed window that received late reactions."""
         members: Any = await self.redis.smembers(keys.late_windows(shard))
+        if self.settings.event_split > 1:
+            members = await hand_over_late(self.redis, self.settings, shard, list(members))
         windows: list[tuple[str, int]] = []
         for member in members:
             event_id, _, start = member.decode().partition(" ")
@@ -199,6 +208,14 @@ class WindowCloser:
         go on."""
         published = 0
         for chunk in _chunks(windows, CLOSE_CHUNK):
+            extras: list[bytes] = []
+            if self.settings.event_split > 1:
+                sealed = await extras_of(self.scripts, self.settings, chunk)
+                # A window not sealed on every shard is left for a later tick.
+                chunk = [window for window, extra in zip(chunk, sealed, strict=True) if extra]
+                extras = [extra for extra in sealed if extra]
+                if not chunk:
+                    continue
             replies = await self.scripts.close_windows(
                 shard,
                 chunk,
@@ -207,6 +224,7 @@ class WindowCloser:
                 int(self.settings.event_idle_s * 1000),
                 self.settings.revision_horizon_s,
                 self.settings.event_ttl_s,
+                extras,
             )
             for (event_id, start), reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, str):
