@@ -116,12 +116,14 @@ async def pending_entries(redis: Redis) -> int:
     return total
 
 
-@pytest.mark.parametrize("seed", [7, 2026])
+@pytest.mark.parametrize(("seed", "split"), [(7, 1), (2026, 1), (11, 2)])
 async def test_sigkilled_workers_lose_and_double_count_nothing(
-    processes: ProcessFactory, redis_server: PrivateRedis, seed: int
+    processes: ProcessFactory, redis_server: PrivateRedis, seed: int, split: int
 ) -> None:
-    ingest = processes.role("ingest", **FAULT_ENV)
-    workers: list[Process] = [processes.role("worker", **FAULT_ENV) for _ in range(2)]
+    """With split 2 each event is counted on both shards and merged when closed."""
+    env = {**FAULT_ENV, "EMOSTREAM_EVENT_SPLIT": str(split)}
+    ingest = processes.role("ingest", **env)
+    workers: list[Process] = [processes.role("worker", **env) for _ in range(2)]
     rng = random.Random(seed)
     sent: Counter[tuple[str, str]] = Counter()
     timeline: list[tuple[float, int]] = []
@@ -136,12 +138,14 @@ async def test_sigkilled_workers_lose_and_double_count_nothing(
             victim = workers.pop(rng.randrange(len(workers)))
             victim.kill()
             kills += 1
-            workers.append(processes.role("worker", **FAULT_ENV))
+            workers.append(processes.role("worker", **env))
 
     await asyncio.gather(send_load(ingest.url, seed, 8, sent, timeline), killer())
     assert kills >= 5
     redis = connect(redis_server.url)
-    settings = Settings(redis_url=redis_server.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
+    settings = Settings(
+        redis_url=redis_server.url, shards=SHARDS, window_s=WINDOW_MS / 1000, event_split=split
+    )
     try:
         await wait_until_counted(redis, settings, sum(sent.values()))
         truth = await raw_truth(redis)
