@@ -24,7 +24,7 @@ from redis.exceptions import ClusterDownError, NoScriptError, TryAgainError
 
 from . import keys
 from .batch import BatchTally
-from .connection import live_channel
+from .connection import is_cluster, live_channel
 from .records import HISTORY_FIELD
 
 # poll_state.lua's answers that are not a success: {code, detail}.
@@ -68,6 +68,35 @@ class Scripts:
             keys=[keys.raw_stream(shard), keys.producers(shard)],
             args=[maxlen, producer_id, watermark_ms, payload],
         )
+
+    async def flush_batch_replicated(
+        self,
+        shard: int,
+        producer_id: str,
+        watermark_ms: int,
+        payload: bytes,
+        maxlen: int,
+        replicas: int,
+        timeout_ms: int,
+    ) -> int:
+        """``flush_batch``, then WAIT on the same connection (WAIT covers the writes of the
+        connection it is sent on) of the shard's primary; how many replicas have the batch."""
+        call_keys = [keys.raw_stream(shard), keys.producers(shard)]
+        args = [maxlen, producer_id, watermark_ms, payload]
+        for _attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue(self._flush_batch, call_keys, args, pipe)
+            if is_cluster(self.redis):
+                node = self.redis.get_node_from_key(call_keys[0])  # type: ignore[attr-defined]
+                pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+            else:
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                _entry, acknowledged = await pipe.execute()
+                return int(acknowledged)
+            except NoScriptError:
+                await self.redis.script_load(self._flush_batch.script)
+        raise NoScriptError("flush_batch.lua could not be loaded")
 
     def apply_batch(
         self,

@@ -155,6 +155,12 @@ class Settings:
     # `auto` asks the server (INFO cluster) at start; `yes` and `no` skip the question. On a
     # cluster the connections are per node: redis_max_connections to each node.
     redis_cluster: str = one_of("auto", "yes", "no")
+    # Replicas a flushed batch must reach (WAIT, up to redis_wait_timeout_ms) before ingest
+    # drops it from memory; short of that it is appended again. 0: asynchronous replication
+    # as Redis does it, where a failover can lose what the primary had not yet sent (README).
+    # Only with replicas behind every primary.
+    redis_wait_replicas: int = at_least(0, 0)
+    redis_wait_timeout_ms: int = at_least(1, 1000)
     # Shards each event's reactions are spread over (keys.sub_shards), so one hot event is
     # counted by that many Redis primaries; its windows are still closed once, merged, on its
     # own shard. At most EMOSTREAM_SHARDS; the same in every process.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 from typing import Any
 
@@ -90,12 +91,43 @@ async def one_run(
         await redis.aclose()
 
 
+async def flush_cost(flushes: int) -> dict[int, float]:
+    """Median ms of one ingest flush (2,000 reactions of one event over the 3 shards) on a
+    cluster with a replica per primary, with EMOSTREAM_REDIS_WAIT_REPLICAS 0 and 1,
+    interleaved."""
+    cluster = PrivateCluster(primaries=3, replicas_per_primary=1).start()
+    try:
+        times: dict[int, list[float]] = {0: [], 1: []}
+        flushers = {}
+        for wait in times:
+            settings = Settings(
+                redis_url=cluster.url, shards=SHARDS, event_split=3, redis_wait_replicas=wait
+            )
+            buffer = ReactionBuffer(SHARDS, settings.buffer_max, settings.event_split)
+            redis = connect_cluster(cluster.url)
+            flushers[wait] = (buffer, Flusher(redis, settings, buffer, f"bench-{wait}"), redis)
+        chunks = reaction_chunks(20)
+        for index in range(flushes):
+            for wait, (buffer, flusher, _redis) in flushers.items():
+                for chunk in chunks:
+                    buffer.add(EVENT, chunk, now_ms())
+                started = time.perf_counter()
+                await flusher.flush()
+                times[wait].append((time.perf_counter() - started) * 1000)
+                assert flusher.unreplicated == 0, index
+        for _buffer, _flusher, redis in flushers.values():
+            await redis.aclose()
+        return {wait: statistics.median(found) for wait, found in times.items()}
+    finally:
+        cluster.close()
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=lambda run: run["rate"])
     return ordered[len(ordered) // 2]
 
 
-async def measure(total: int, reps: int) -> dict[str, dict[str, Any]]:
+async def measure(total: int, reps: int) -> dict[str, Any]:
     cluster = PrivateCluster(primaries=3, replicas_per_primary=0).start()
     single = PrivateRedis().start()
     try:
@@ -110,13 +142,16 @@ async def measure(total: int, reps: int) -> dict[str, dict[str, Any]]:
         for _rep in range(reps):  # interleaved, so a busy spell hits every configuration
             for name, (url, clustered, config_ports, split) in configs.items():
                 runs[name].append(await one_run(url, clustered, config_ports, split, total))
-        return {name: median_run(found) for name, found in runs.items()}
+        results: dict[str, Any] = {name: median_run(found) for name, found in runs.items()}
     finally:
         cluster.close()
         single.close()
+    results["flush"] = await flush_cost(100)
+    return results
 
 
-def report(results: dict[str, dict[str, Any]], total: int, reps: int) -> str:
+def report(results: dict[str, Any], total: int, reps: int) -> str:
+    flush = results.pop("flush")
     single = results["single Redis, split 1"]["rate"]
     k1, k3 = results["cluster, split 1"], results["cluster, split 3"]
     lines = [
@@ -150,6 +185,11 @@ def report(results: dict[str, dict[str, Any]], total: int, reps: int) -> str:
         f"Split 3 against split 1 on the cluster: {k3['rate'] / k1['rate']:.2f}x reactions/s with "
         "one worker process (the worker, not Redis, is the limit on 2 cores: what split buys is "
         "Redis CPU per primary, the first wall of docs/scaling.md).",
+        "",
+        "What EMOSTREAM_REDIS_WAIT_REPLICAS=1 costs (a cluster with one replica per primary, "
+        "100 flushes of 2,000 reactions of the event split over 3 shards, interleaved): a "
+        f"flush takes {flush[1]:.2f} ms against {flush[0]:.2f} ms without WAIT, "
+        f"{flush[1] / flush[0]:.2f}x (medians).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -81,6 +81,8 @@ class Flusher:
         self.flushes = 0
         self.flush_seconds = 0.0
         self.redis_available = True
+        # Appends that reached fewer replicas than EMOSTREAM_REDIS_WAIT_REPLICAS in time.
+        self.unreplicated = 0
         self.events = EventAdmission(
             settings.max_active_events, settings.events, settings.event_idle_s
         )
@@ -126,9 +128,8 @@ class Flusher:
                 await self._scripts.flush_batch(shard, self.producer_id, watermark, b"", maxlen)
             while unsent:
                 packed = unsent[0]
-                await self._scripts.flush_batch(
-                    shard, self.producer_id, packed.watermark_ms, packed.payload, maxlen
-                )
+                if not await self._append(shard, packed, maxlen):
+                    break
                 unsent.popleft()
                 if packed.votes:
                     assert self.votes is not None
@@ -145,6 +146,36 @@ class Flusher:
         except Exception:  # the client library's own faults too (aggregate/worker.py)
             log.exception("flush to shard %d failed; %d batches kept for retry", shard, len(unsent))
         return written
+
+    async def _append(self, shard: int, packed: PackedBatch, maxlen: int) -> bool:
+        """Append one batch; with EMOSTREAM_REDIS_WAIT_REPLICAS, True only once that many
+        replicas have it, else it is kept and appended again (the worker counts a batch id
+        once), so a failover cannot lose it."""
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            await self._scripts.flush_batch(
+                shard, self.producer_id, packed.watermark_ms, packed.payload, maxlen
+            )
+            return True
+        replicas = await self._scripts.flush_batch_replicated(
+            shard,
+            self.producer_id,
+            packed.watermark_ms,
+            packed.payload,
+            maxlen,
+            wanted,
+            self.settings.redis_wait_timeout_ms,
+        )
+        if replicas < wanted:
+            log.warning(
+                "batch on shard %d reached %d of %d replicas; kept for retry",
+                shard,
+                replicas,
+                wanted,
+            )
+            self.unreplicated += 1
+            return False
+        return True
 
     async def refresh_events(self) -> None:
         """Refresh the admission view: every shard's active events and the live producers
