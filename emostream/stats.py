@@ -25,6 +25,7 @@ from .aggregate.heartbeat import Heartbeat, parse_heartbeat
 from .clock import now_ms
 from .deliver.hub import Hub
 from .deliver.registry import live_nodes
+from .replies import text
 from .settings import Settings
 from .streams import group_stats
 from .windows import producer_is_live
@@ -117,7 +118,7 @@ class StatsReader:
     async def heartbeats(self) -> list[tuple[Heartbeat, int]]:
         """Every live worker's heartbeat with its remaining TTL in ms."""
         members: Any = await self.redis.zrange(keys.LIVE_WORKERS, 0, -1)
-        workers = [m.decode() if isinstance(m, bytes) else m for m in members]
+        workers = [text(m) for m in members]
         if not workers:
             return []
         pipe = self.redis.pipeline(transaction=False)

@@ -25,6 +25,7 @@ from ..connection import REDIS_FAULTS, is_cluster
 from ..errors import BatchError
 from ..lifecycle import all_or_first_failure, instance_id, sleep_unless
 from ..polls.steward import PollSteward
+from ..replies import text
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts, is_noscript, is_transient
 from ..settings import Settings
@@ -237,7 +238,9 @@ class Worker:
                 transient.append((entry, result))
                 continue
             if isinstance(result, Exception) or result[0] == -1:
-                reason = str(result) if isinstance(result, Exception) else _text(result[1])
+                reason = (
+                    str(result) if isinstance(result, Exception) else text(result[1], "replace")
+                )
                 log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, reason)
                 await self.redis.hset(keys.failures(shard), entry_id, reason)
                 self.failed += 1
@@ -327,7 +330,3 @@ class Worker:
             await pipe.execute()
         except REDIS_FAULTS:
             pass
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -19,16 +19,13 @@ from ..clock import now_ms
 from ..connection import publish_live
 from ..errors import InvalidField, InvalidState, NotFound
 from ..records import PollRecord, encode_poll_record
+from ..replies import text
 from ..scripts import POLL_NO_ANSWER, POLL_NOT_FROZEN, POLL_UNKNOWN, Scripts
 from ..settings import Settings
 from .ballots import audit_digest
 from .model import LEADERBOARD_SHOWN, TRANSITIONS, PollDefinition, PollView
 
 WAIT_STEP_S = 0.05
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _int(value: Any) -> int | None:
@@ -44,7 +41,7 @@ def view_of(event_id: str, poll_id: str, fields: dict[bytes, bytes], tally: Any)
     if frozen and fields.get(b"result"):
         counts = {str(k): int(v) for k, v in json.loads(fields[b"result"]).items()}
     else:
-        counts = {_text(k): int(v) for k, v in (tally or {}).items()}
+        counts = {text(k): int(v) for k, v in (tally or {}).items()}
     audit = fields.get(b"audit")
     return PollView(
         event_id,
@@ -86,7 +83,7 @@ class PollStore:
             definition.answer or "",
         )
         if reply[0] != 1:
-            raise InvalidState(f"only a draft can be replaced; this poll is {_text(reply[1])}")
+            raise InvalidState(f"only a draft can be replaced; this poll is {text(reply[1])}")
         return bool(reply[2])
 
     async def transition(
@@ -124,7 +121,7 @@ class PollStore:
             answer or "",
             window,
         )
-        code, detail = reply[0], _text(reply[1])
+        code, detail = reply[0], text(reply[1])
         if code == 1:
             return detail
         if code == POLL_UNKNOWN:
@@ -166,7 +163,7 @@ class PollStore:
         members: Any = await self.redis.zrange(
             keys.event_polls(self.shard(event_id), event_id), 0, -1
         )
-        return [_text(m) for m in members]
+        return [text(m) for m in members]
 
     async def ballot(self, event_id: str, poll_id: str, user_id: str) -> list[str] | None:
         raw: Any = await self.redis.hget(
@@ -178,7 +175,7 @@ class PollStore:
         found: dict[str, list[str]] = {}
         key = keys.poll_ballots(self.shard(event_id), event_id, poll_id)
         async for user, raw in self.redis.hscan_iter(key, count=1000):
-            found[_text(user)] = [str(o) for o in json.loads(raw)]
+            found[text(user)] = [str(o) for o in json.loads(raw)]
         return found
 
     async def seal(self, event_id: str, poll_id: str) -> str | None:
@@ -194,7 +191,7 @@ class PollStore:
             record = encode_poll_record(PollRecord(event_id, poll_id, version))
             await publish_live(self.redis, shard, record)
         stored: Any = await self.redis.hget(poll_key, "audit")
-        return _text(stored)
+        return text(stored)
 
     async def leaderboard(self, event_id: str, limit: int) -> list[dict[str, Any]]:
         """The top ``limit``, points descending. Equal points share a rank (1, 2, 2, 4): a
@@ -206,7 +203,7 @@ class PollStore:
         for index, (user, points) in enumerate(pairs):
             tied = board and board[-1]["points"] == int(points)
             rank = board[-1]["rank"] if tied else index + 1
-            board.append({"user_id": _text(user), "points": int(points), "rank": rank})
+            board.append({"user_id": text(user), "points": int(points), "rank": rank})
         return board
 
     async def leaderboard_entry(self, event_id: str, user_id: str) -> dict[str, Any] | None:
