@@ -36,6 +36,7 @@ from ..errors import (
     Unavailable,
 )
 from ..ingest.admission import EventAdmission
+from ..ingest.buffer import ShardedBuffer
 from ..ingest.limits import RateLimiter
 from ..settings import Settings
 from ..web import redis_or_503
@@ -47,43 +48,20 @@ log = logging.getLogger(__name__)
 CACHED_POLLS_MAX = 10_000
 
 
-class VoteBuffer:
+class VoteBuffer(ShardedBuffer[tuple[str, str], VoteColumns]):
     """Accepted votes waiting for the next flush, bounded like the reaction buffer."""
 
-    def __init__(self, shards: int, capacity: int) -> None:
-        self.shards = shards
-        self.capacity = capacity
-        self.held = 0
-        # Votes added since the last take: a flush is due early once they reach flush_max.
-        self.pending = 0
-        self._polls: dict[tuple[str, str], VoteColumns] = {}
-
-    def room(self) -> int:
-        return self.capacity - self.held
+    def placed(self, key: tuple[str, str], columns: VoteColumns) -> list[tuple[int, VoteColumns]]:
+        return [(keys.shard_of(key[0], self.shards), columns)]
 
     def add(
         self, event_id: str, poll_id: str, users: list[str], options: list[str], at_ms: int
     ) -> None:
-        columns = self._polls.get((event_id, poll_id))
-        if columns is None:
-            columns = self._polls[(event_id, poll_id)] = VoteColumns()
+        columns = self._columns_of((event_id, poll_id), VoteColumns)
         columns.users += users
         columns.options += options
         columns.received_ms += [at_ms] * len(users)
-        self.held += len(users)
-        self.pending += len(users)
-
-    def take(self) -> dict[int, dict[tuple[str, str], VoteColumns]]:
-        """Swap out everything buffered, grouped by the raw shard of each poll's event."""
-        polls, self._polls = self._polls, {}
-        self.pending = 0
-        by_shard: dict[int, dict[tuple[str, str], VoteColumns]] = {}
-        for key, columns in polls.items():
-            by_shard.setdefault(keys.shard_of(key[0], self.shards), {})[key] = columns
-        return by_shard
-
-    def written(self, count: int) -> None:
-        self.held -= count
+        self._added(len(users))
 
 
 class PollGate:
