@@ -15,10 +15,18 @@ log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.5
 
 
-async def forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
-    """Run ``step`` until stopped; Redis faults pause and retry instead of killing the role."""
+async def forever(
+    stop: asyncio.Event,
+    step: Callable[[], Awaitable[object]],
+    every_s: float = 0.0,
+    name: str | None = None,
+) -> None:
+    """Run ``step`` until stopped, pausing ``every_s`` after each success; Redis faults pause
+    and retry instead of killing the role. Faults are logged under ``name`` (the step's
+    own name by default)."""
     while not stop.is_set():
-        await attempt(stop, step, step.__name__)
+        if await attempt(stop, step, name or step.__name__) and every_s:
+            await sleep_unless(stop, every_s)
 
 
 async def retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
@@ -26,7 +34,7 @@ async def retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]
         pass
 
 
-async def attempt(stop: asyncio.Event, action: Callable[[], Awaitable[None]], what: str) -> bool:
+async def attempt(stop: asyncio.Event, action: Callable[[], Awaitable[object]], what: str) -> bool:
     """Run ``action`` once; on a Redis fault log it, pause and return False."""
     try:
         await action()

@@ -23,7 +23,7 @@ from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
 from ..connection import REDIS_FAULTS, is_cluster
 from ..errors import BatchError
-from ..lifecycle import all_or_first_failure, instance_id, sleep_unless
+from ..lifecycle import all_or_first_failure, instance_id
 from ..polls.steward import PollSteward
 from ..replies import text
 from ..rules import AggregationRule, EmojiSwarmRule
@@ -305,25 +305,15 @@ class Worker:
 
             return consume
 
-        async def claim() -> None:
-            await self.claim_idle()
-            await sleep_unless(stop, self.settings.claim_idle_ms / 2000)
-
-        async def close() -> None:
-            await self.closer.tick()
-            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
-
-        async def beat() -> None:
-            await self.heartbeat()
-            await sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
-
-        async def polls() -> None:
-            await self.polls.tick()
-            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
-
         consumers = [consume(streams) for streams in self.read_sets for _ in range(READERS)]
-        steps = [*consumers, claim, close, polls, beat]
-        await all_or_first_failure(*(forever(stop, step) for step in steps))
+        settings = self.settings
+        await all_or_first_failure(
+            *(forever(stop, step) for step in consumers),
+            forever(stop, self.claim_idle, settings.claim_idle_ms / 2000, "claim"),
+            forever(stop, self.closer.tick, settings.close_tick_ms / 1000, "close"),
+            forever(stop, self.polls.tick, settings.close_tick_ms / 1000, "polls"),
+            forever(stop, self.heartbeat, settings.worker_heartbeat_ttl_ms / 3000, "beat"),
+        )
         try:
             pipe = self.redis.pipeline(transaction=False)
             forget_worker(pipe, self.worker_id)
