@@ -30,7 +30,6 @@ from ..contract import USER_ID, USER_ID_RULE, USER_IDS, validate_event_id
 from ..errors import (
     InvalidField,
     MalformedBody,
-    NotFound,
     PollNotOpen,
     TooManyReactions,
     Unavailable,
@@ -41,7 +40,7 @@ from ..ingest.limits import RateLimiter
 from ..settings import Settings
 from ..web import redis_or_503
 from .model import PollView, validate_poll_id
-from .store import view_of
+from .store import no_poll, view_of
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ class PollGate:
         if time.monotonic() - began >= self.settings.poll_lock_grace_ms / 1000:
             raise Unavailable("the poll's state could not be read in time; retry shortly")
         if view is None:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            raise no_poll(event_id, poll_id)
         if not view.accepts(received):
             raise PollNotOpen(f"the poll is {view.effective_state(received)}, not open", "state")
         valid = view.definition.options

@@ -101,9 +101,7 @@ def poll_admin(settings: Settings, store: PollStore) -> Blueprint:
 
     async def answer(event_id: str, poll_id: str, status: int = 200) -> Response:
         with redis_or_503("polls"):
-            view = await store.read(event_id, poll_id)
-        if view is None:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await store.existing(event_id, poll_id)
         body = poll_object(view, now_ms(), privileged=True)
         return Response(_dumps(body), status, {"Content-Type": JSON_TYPE})
 

@@ -28,6 +28,10 @@ from .model import LEADERBOARD_SHOWN, TRANSITIONS, PollDefinition, PollView
 WAIT_STEP_S = 0.05
 
 
+def no_poll(event_id: str, poll_id: str) -> NotFound:
+    return NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+
+
 def _int(value: Any) -> int | None:
     return None if value is None or value == b"" else int(value)
 
@@ -93,9 +97,7 @@ class PollStore:
         sources, target = TRANSITIONS[action]
         now = now_ms()
         if action == "open":
-            view = await self.read(event_id, poll_id)
-            if view is None:
-                raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await self.existing(event_id, poll_id)
             duration = view.definition.duration_s
             timing = int(duration * 1000) if duration else 0
             window = view.definition.answer_window_ms
@@ -103,9 +105,7 @@ class PollStore:
             timing = now + self.settings.poll_lock_grace_ms if action == "lock" else 0
             window = 0
             if action == "reveal":
-                view = await self.read(event_id, poll_id)
-                if view is None:
-                    raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+                view = await self.existing(event_id, poll_id)
                 window = view.definition.answer_window_ms
                 if answer is not None and answer not in view.definition.options:
                     raise InvalidField("answer", "answer must be one of the options")
@@ -125,12 +125,19 @@ class PollStore:
         if code == 1:
             return detail
         if code == POLL_UNKNOWN:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            raise no_poll(event_id, poll_id)
         if code == POLL_NO_ANSWER:
             raise InvalidState("a trivia question needs its answer before the reveal", "answer")
         if code == POLL_NOT_FROZEN:
             raise InvalidState("the result is not frozen yet; retry in a moment")
         raise InvalidState(f"cannot {action} a poll that is {detail}", "state")
+
+    async def existing(self, event_id: str, poll_id: str) -> PollView:
+        """``read``, or a 404 when the event has no such poll."""
+        view = await self.read(event_id, poll_id)
+        if view is None:
+            raise no_poll(event_id, poll_id)
+        return view
 
     async def read(self, event_id: str, poll_id: str) -> PollView | None:
         shard = self.shard(event_id)
@@ -151,9 +158,7 @@ class PollStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            view = await self.read(event_id, poll_id)
-            if view is None:
-                raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await self.existing(event_id, poll_id)
             if (view.frozen and view.audit) or loop.time() > deadline:
                 return view
             await asyncio.sleep(WAIT_STEP_S)
