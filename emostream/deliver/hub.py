@@ -199,18 +199,16 @@ class Hub:
         for subscribers in self._subscribers.values():
             yield from subscribers
 
+    # The three below are the rings' own (rings.py says what each means); tests use them to
+    # make gaps and to make the node new to an event.
+
     def last_key(self, event_id: str) -> FrameKey | None:
-        """The newest window (and revision) of the event this node has delivered."""
         return self._rings.last_key(event_id)
 
     def rewind(self, event_id: str, seq: int) -> None:
-        """Believe the event delivered up to ``seq`` only, as a lost pub/sub message leaves
-        it: the next window is preceded by a fill from history (tests make gaps with it)."""
         self._rings.rewind(event_id, seq)
 
     def forget(self, event_id: str) -> None:
-        """Drop the event's ring and last key: the node serves it as one that never saw it,
-        from history."""
         self._rings.forget(event_id)
 
     # -- pub/sub ---------------------------------------------------------------------------
