@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -63,30 +64,26 @@ class VoteBuffer(ShardedBuffer[tuple[str, str], VoteColumns]):
         self._added(len(users))
 
 
+@dataclass(eq=False)
 class PollGate:
-    def __init__(
-        self,
-        redis: Redis,
-        settings: Settings,
-        buffer: VoteBuffer,
-        flush_now: Callable[[], None] | None = None,
-        limiter: RateLimiter | None = None,
-        events: EventAdmission | None = None,
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.buffer = buffer
-        # The reactions' per-user rate limits (issue 11: votes count against the same ones).
-        self.limiter = limiter
-        # The reactions' event admission: the allow-list (404) and the active-events cap
-        # (429). A vote opens no window, so it takes no place among the active events.
-        self.events = events
-        # Called when ``flush_max`` votes wait, as the reaction path pokes the flusher.
-        self.flush_now = flush_now
-        # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
-        self._cache: dict[tuple[str, str], tuple[float, PollView | None]] = {}
-        self._reading: dict[tuple[str, str], asyncio.Future[tuple[float, PollView | None]]] = {}
-        self.reads = 0
+    redis: Redis
+    settings: Settings
+    buffer: VoteBuffer
+    # Called when ``flush_max`` votes wait, as the reaction path pokes the flusher.
+    flush_now: Callable[[], None] | None = None
+    # The reactions' per-user rate limits (issue 11: votes count against the same ones).
+    limiter: RateLimiter | None = None
+    # The reactions' event admission: the allow-list (404) and the active-events cap
+    # (429). A vote opens no window, so it takes no place among the active events.
+    events: EventAdmission | None = None
+    reads: int = field(init=False, default=0)
+    # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
+    _cache: dict[tuple[str, str], tuple[float, PollView | None]] = field(
+        init=False, default_factory=dict
+    )
+    _reading: dict[tuple[str, str], asyncio.Future[tuple[float, PollView | None]]] = field(
+        init=False, default_factory=dict
+    )
 
     async def _read(self, event_id: str, poll_id: str) -> tuple[float, PollView | None]:
         began = time.monotonic()
