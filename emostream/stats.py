@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -106,14 +107,14 @@ def producer_stats(
     return producers
 
 
+@dataclass(eq=False)
 class StatsReader:
-    def __init__(self, redis: Redis, settings: Settings, hub: Hub, node_id: str = "") -> None:
-        self.redis = redis
-        self.settings = settings
-        self.hub = hub
-        self.node_id = node_id
-        self._worker_rates = WorkerRates()
-        self._windows = RateMeter()
+    redis: Redis
+    settings: Settings
+    hub: Hub
+    node_id: str = ""
+    _worker_rates: WorkerRates = field(init=False, default_factory=WorkerRates)
+    _windows: RateMeter = field(init=False, default_factory=RateMeter)
 
     async def heartbeats(self) -> list[tuple[Heartbeat, int]]:
         """Every live worker's heartbeat with its remaining TTL in ms."""
