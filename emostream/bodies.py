@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .deadlines import Deadlines
@@ -170,23 +171,25 @@ def guarded(app: ASGIApp, limits: BodyLimits) -> ASGIApp:
     return guard
 
 
+@dataclass(eq=False)
 class _GuardedBody:
     """One request's body as its app reads it, and its answer as the app writes it."""
 
-    def __init__(self, receive: Receive, send: Send, limits: BodyLimits, http1: bool) -> None:
-        self._receive = receive
-        self._send = send
-        self.limits = limits
-        self.http1 = http1
-        self.received = 0
-        self.complete = False
-        self.started = False
-        self.on_time = True
-        self.draining = False
-        self._deadline = asyncio.get_running_loop().time() + limits.body_timeout_s
-        # One raw receive at a time: Quart reads the body in a task of its own while the
-        # drain reads from here.
-        self._lock = asyncio.Lock()
+    _receive: Receive
+    _send: Send
+    limits: BodyLimits
+    http1: bool
+    received: int = field(init=False, default=0)
+    complete: bool = field(init=False, default=False)
+    started: bool = field(init=False, default=False)
+    on_time: bool = field(init=False, default=True)
+    draining: bool = field(init=False, default=False)
+    # One raw receive at a time: Quart reads the body in a task of its own while the
+    # drain reads from here.
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self._deadline = asyncio.get_running_loop().time() + self.limits.body_timeout_s
 
     async def receive(self) -> Message:
         if self.complete:

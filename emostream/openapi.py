@@ -22,6 +22,7 @@ from .openapi_schemas import (
     SCHEMAS,
     SECURITY_SCHEMES,
     _json,
+    _json_body,
     _reactions_body,
     _ref,
     errors,
@@ -148,10 +149,7 @@ DELIVERY_PATHS: dict[str, Any] = {
             "summary": "Assign a client to the least-loaded live node of a cluster",
             "parameters": [EVENT_ID],
             "security": [{}, {"registrationToken": []}],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": _ref("Registration")}},
-            },
+            "requestBody": _json_body("Registration", required=False),
             "responses": {
                 "201": _json("assigned", _ref("Assignment")),
                 **errors(400, 404, 408, 409, 413, 422, 429, 503),
@@ -211,10 +209,7 @@ DELIVERY_PATHS["/register"] = {
         "operationId": "seed_register",
         "summary": "Register, seed-compatible: an open registration (no token)",
         "security": [{}, {"registrationToken": []}],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
-        },
+        "requestBody": _json_body("SeedRegistration"),
         "responses": {"200": _json("assigned", _ref("SeedAssignment")), **SEED_ERRORS},
     }
 }
@@ -223,10 +218,7 @@ DELIVERY_PATHS["/unregister"] = {
         "operationId": "seed_unregister",
         "summary": "Unregister, seed-compatible; a registration with a token needs it",
         "security": [{}, {"registrationToken": []}],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("SeedRegistration")}},
-        },
+        "requestBody": _json_body("SeedRegistration"),
         "responses": {
             "200": _json(
                 "forgotten",

@@ -14,6 +14,7 @@ from .openapi_schemas import (
     SECURITY_SCHEMES,
     USER_ID_PATTERN,
     _json,
+    _json_body,
     _path_id,
     _reactions_body,
     _ref,
@@ -144,10 +145,7 @@ POLL_WRITE_PATHS: dict[str, Any] = {
             "summary": "Create a poll, or replace it while it is a draft",
             "parameters": [EVENT_ID, POLL_ID],
             "security": ADMIN_ONLY,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("PollDefinition")}},
-            },
+            "requestBody": _json_body("PollDefinition"),
             "responses": {
                 "201": _json("created", _ref("Poll")),
                 "200": _json("the draft replaced", _ref("Poll")),

@@ -10,6 +10,7 @@ redis-server at a time works in it: two writing the same append-only file would 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -180,15 +181,12 @@ class PrivateRedis:
         self._release_directory()
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL if the server has not exited within 10 s."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-        self._release_directory()
+        self.kill()
 
     def restart(self) -> PrivateRedis:
         self.kill()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,6 +26,7 @@ from .aggregate.heartbeat import Heartbeat, parse_heartbeat
 from .clock import now_ms
 from .deliver.hub import Hub
 from .deliver.registry import live_nodes
+from .replies import text
 from .settings import Settings
 from .streams import group_stats
 from .windows import producer_is_live
@@ -105,19 +107,19 @@ def producer_stats(
     return producers
 
 
+@dataclass(eq=False)
 class StatsReader:
-    def __init__(self, redis: Redis, settings: Settings, hub: Hub, node_id: str = "") -> None:
-        self.redis = redis
-        self.settings = settings
-        self.hub = hub
-        self.node_id = node_id
-        self._worker_rates = WorkerRates()
-        self._windows = RateMeter()
+    redis: Redis
+    settings: Settings
+    hub: Hub
+    node_id: str = ""
+    _worker_rates: WorkerRates = field(init=False, default_factory=WorkerRates)
+    _windows: RateMeter = field(init=False, default_factory=RateMeter)
 
     async def heartbeats(self) -> list[tuple[Heartbeat, int]]:
         """Every live worker's heartbeat with its remaining TTL in ms."""
         members: Any = await self.redis.zrange(keys.LIVE_WORKERS, 0, -1)
-        workers = [m.decode() if isinstance(m, bytes) else m for m in members]
+        workers = [text(m) for m in members]
         if not workers:
             return []
         pipe = self.redis.pipeline(transaction=False)

@@ -8,22 +8,21 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .keys import AGGREGATORS_GROUP
+from .replies import text
 
 StreamId = tuple[int, int]
 
 
 def parse_id(value: bytes | str) -> StreamId:
-    text = value.decode() if isinstance(value, bytes) else value
-    ms, _, seq = text.partition("-")
+    ms, _, seq = text(value).partition("-")
     return int(ms), int(seq or 0)
 
 
 def find_group(groups: list[dict[str, Any]], name: str | bytes) -> dict[str, Any] | None:
     """The entry of XINFO GROUPS for the group ``name``, or None."""
-    wanted = name.decode() if isinstance(name, bytes) else name
+    wanted = text(name)
     for group in groups:
-        found = group["name"]
-        if (found.decode() if isinstance(found, bytes) else found) == wanted:
+        if text(group["name"]) == wanted:
             return group
     return None
 

@@ -10,6 +10,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from emostream import keys
+from emostream.aggregate.worker import Worker
+from emostream.clock import now_ms
 from emostream.deliver.frames import stream_swarm_windows, swarm_windows
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
@@ -56,6 +58,24 @@ def make_ingest(
 ) -> tuple[ReactionBuffer, Flusher]:
     buffer = ReactionBuffer(settings.shards, settings.buffer_max, settings.event_split)
     return buffer, Flusher(redis, settings, buffer, producer)
+
+
+async def make_pipeline(
+    redis: Redis, settings: Settings, producer: str = "p1"
+) -> tuple[ReactionBuffer, Flusher, Worker]:
+    """An ingest (buffer and flusher) and a worker whose consumer groups exist."""
+    buffer, flusher = make_ingest(redis, settings, producer)
+    worker = Worker(redis, settings)
+    await worker.ensure_groups()
+    return buffer, flusher, worker
+
+
+async def close_through(flusher: Flusher, worker: Worker, end_ms: int) -> None:
+    """Wait until ``end_ms`` has passed, then flush, count and close what is due."""
+    await asyncio.sleep(max(0, end_ms - now_ms()) / 1000 + 0.01)
+    await flusher.flush()
+    await worker.drain()
+    await worker.closer.tick()
 
 
 def sse_events(text: str) -> list[dict[str, Any]]:

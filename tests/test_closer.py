@@ -15,7 +15,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, quick_settings, reactions
+from .helpers import history, make_ingest, make_pipeline, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -35,9 +35,7 @@ async def sleep_until(ms: int) -> None:
 
 
 async def test_window_closes_when_producers_pass_its_end(redis: Redis, fast: Settings) -> None:
-    buffer, flusher = make_ingest(redis, fast)
-    worker = Worker(redis, fast)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, fast)
     start = window_start(now_ms(), WINDOW_MS)
     buffer.add("live", reactions([("u1", "🔥"), ("u2", "🔥"), ("u2", "😂")]), now_ms())
     await flusher.flush()
@@ -137,9 +135,7 @@ async def test_an_idle_event_stops_producing_windows(
         event_idle_s=0.5,
         close_max_delay_ms=600_000,
     )
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     buffer.add("live", reactions([("u1", "🔥")]), now_ms())
     await flusher.flush()
     await worker.drain()

@@ -16,7 +16,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import eventually, history, make_ingest, reactions
+from .helpers import eventually, history, make_ingest, make_pipeline, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -102,9 +102,7 @@ async def test_an_event_idle_past_its_ttl_is_forgotten_and_starts_afresh(
         event_ttl_s=1,
         close_max_delay_ms=60_000,
     )
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     buffer.add("brief", reactions([("u1", "🔥")]), now_ms())
     await run_windows(flusher, worker, 5)  # its window, then empty ones until it goes idle
     assert await redis.zcard(keys.active_events(0)) == 0

@@ -12,13 +12,12 @@ from redis.asyncio import Redis
 
 from emostream import keys
 from emostream.aggregate import closer
-from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
 from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, quick_settings, reactions
+from .helpers import history, make_pipeline, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +42,7 @@ async def test_thousands_of_events_close_in_a_few_calls(
     # cannot make a second window of each due before the tick.
     window_ms = 5000
     slow_windows = quick_settings(redis_server.url, window_ms, close_max_delay_ms=600_000)
-    buffer, flusher = make_ingest(redis, slow_windows)
-    worker = Worker(redis, slow_windows)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, slow_windows)
     events = [f"e{number}" for number in range(3000)]
     await asyncio.sleep((window_ms - now_ms() % window_ms) / 1000 + 0.01)
     start = window_start(now_ms(), window_ms) - window_ms  # ended already
@@ -68,9 +65,7 @@ async def test_a_backlog_is_closed_oldest_first_in_bounded_steps(
 ) -> None:
     monkeypatch.setattr(closer, "CLOSE_BUDGET", 5)  # windows per shard and tick
     slow_windows = Settings(**{**slow_windows.__dict__, "shards": 1})
-    buffer, flusher = make_ingest(redis, slow_windows)
-    worker = Worker(redis, slow_windows)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, slow_windows)
     start = window_start(now_ms(), WINDOW_MS)
     buffer.add("behind", reactions([("u1", "🔥")]), start - 8 * WINDOW_MS + 1)
     buffer.add("live", reactions([("u1", "😂")]), start - WINDOW_MS + 1)
@@ -93,9 +88,7 @@ async def test_an_event_with_broken_keys_does_not_hold_the_others(
     redis: Redis, slow_windows: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(**{**slow_windows.__dict__, "shards": 1})
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     start = window_start(now_ms(), WINDOW_MS) - WINDOW_MS
     for event_id in ("a", "broken", "z"):
         buffer.add(event_id, reactions([("u1", "🔥")]), start + 1)

@@ -21,7 +21,7 @@ from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, quick_settings, reactions
+from .helpers import close_through, history, make_ingest, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -61,13 +61,6 @@ async def test_registers_and_bytes_are_those_of_pfadd(redis: Redis, count: int) 
 @pytest.fixture
 def fast(redis_server: PrivateRedis) -> Settings:
     return quick_settings(redis_server.url, WINDOW_MS, shards=1, close_max_delay_ms=60_000)
-
-
-async def close_through(flusher: Any, worker: Worker, end_ms: int) -> None:
-    await asyncio.sleep(max(0, end_ms - now_ms()) / 1000 + 0.01)
-    await flusher.flush()
-    await worker.drain()
-    await worker.closer.tick()
 
 
 async def test_unique_users_equal_pfcount_of_the_same_users(redis: Redis, fast: Settings) -> None:

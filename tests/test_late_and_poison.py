@@ -19,7 +19,7 @@ from emostream.rules import EmojiSwarmRule
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import history, make_ingest, quick_settings, reactions
+from .helpers import close_through, history, make_ingest, make_pipeline, quick_settings, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -29,13 +29,6 @@ WINDOW_MS = 300
 @pytest.fixture
 def fast(redis_server: PrivateRedis) -> Settings:
     return quick_settings(redis_server.url, WINDOW_MS, shards=1, close_max_delay_ms=60_000)
-
-
-async def close_through(flusher: Any, worker: Worker, end_ms: int) -> None:
-    await asyncio.sleep(max(0, end_ms - now_ms()) / 1000 + 0.01)
-    await flusher.flush()
-    await worker.drain()
-    await worker.closer.tick()
 
 
 async def test_a_late_batch_revises_its_closed_window(redis: Redis, fast: Settings) -> None:
@@ -90,9 +83,7 @@ async def test_late_beyond_the_revision_horizon_is_tallied_as_lost(
         revision_horizon_s=1,
         close_max_delay_ms=60_000,
     )
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     start = window_start(now_ms(), WINDOW_MS)
     buffer.add("live", reactions([("u1", "🔥")]), now_ms())
     await close_through(flusher, worker, start + WINDOW_MS)
@@ -109,9 +100,7 @@ async def test_an_entry_failing_n_times_is_dead_lettered(redis: Redis, fast: Set
     """An event whose state key was clobbered (a wrong type) makes its batches fail in the
     Lua step, which then writes nothing; the entry is retried, buried after 3 deliveries with
     the reason, and the other events keep flowing."""
-    buffer, flusher = make_ingest(redis, fast)
-    worker = Worker(redis, fast)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, fast)
     await redis.set(keys.event_state(0, "clobbered"), "not a hash")
     start = window_start(now_ms(), WINDOW_MS)
     buffer.add("clobbered", reactions([("u1", "🔥")] * 3), now_ms())
@@ -141,9 +130,7 @@ async def test_an_entry_failing_n_times_is_dead_lettered(redis: Redis, fast: Set
 
 async def test_raw_is_trimmed_only_behind_every_group(redis: Redis, fast: Settings) -> None:
     settings = Settings(**{**fast.__dict__, "raw_retention_s": 1})
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     raw = keys.raw_stream(0)
     await redis.xgroup_create(raw, "analytics", id="0")
     for i in range(5):

@@ -9,7 +9,6 @@ import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
-from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
 from emostream.errors import EmostreamError, RecordError
 from emostream.records import (
@@ -23,7 +22,7 @@ from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 from emostream.windows import window_start
 
-from .helpers import make_ingest, reactions
+from .helpers import make_pipeline, reactions
 
 WINDOW_MS = 300
 
@@ -47,9 +46,7 @@ async def test_encode_record_writes_the_bytes_close_window_lua_writes(
     redis: Redis, redis_server: PrivateRedis
 ) -> None:
     settings = Settings(redis_url=redis_server.url, shards=2, window_s=WINDOW_MS / 1000)
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     start = window_start(now_ms(), WINDOW_MS)
     buffer.add("live", reactions([("u1", "🔥"), ("u2", "🔥"), ("u2", "😂")]), now_ms())
     await flusher.flush()

@@ -15,7 +15,7 @@ from emostream.batch import PAYLOAD_FIELD
 from emostream.scripts import Scripts
 from emostream.settings import Settings
 
-from .helpers import make_ingest, reactions
+from .helpers import make_ingest, make_pipeline, reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -96,9 +96,7 @@ async def test_scripts_reload_after_the_cache_is_flushed(redis: Redis, settings:
 async def test_poison_entries_go_to_the_dead_letter_stream(
     redis: Redis, settings: Settings
 ) -> None:
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     shard = keys.shard_of("live", settings.shards)
     await redis.xadd(keys.raw_stream(shard), {PAYLOAD_FIELD: b"\xc1 not msgpack"})
     await redis.xadd(keys.raw_stream(shard), {"something": "else"})
@@ -137,9 +135,7 @@ async def test_heartbeat_has_a_ttl(redis: Redis, settings: Settings) -> None:
 
 async def test_groups_are_recreated_when_redis_lost_them(redis: Redis, settings: Settings) -> None:
     """A Redis restart without persistence loses streams and groups: nothing crashes."""
-    buffer, flusher = make_ingest(redis, settings)
-    worker = Worker(redis, settings)
-    await worker.ensure_groups()
+    buffer, flusher, worker = await make_pipeline(redis, settings)
     await redis.flushall()
     assert await worker.read_new(block_ms=None) == 0  # NOGROUP: recreated, not raised
     assert await worker.closer.tick() == 0  # progress unreadable: recreated, not raised

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -81,21 +82,24 @@ def lowest_live_watermark(
     return (min(live) if live else now), dead
 
 
+@dataclass(eq=False)
 class WindowCloser:
-    def __init__(self, redis: Redis, settings: Settings, scripts: Scripts) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = scripts
+    redis: Redis
+    settings: Settings
+    scripts: Scripts
+    # For /metrics: windows published first and as revisions, and each shard's
+    # consumer-group figures (lag, pending, consumers) at its last tick.
+    closed: int = field(init=False, default=0)
+    revised: int = field(init=False, default=0)
+    backlog: dict[int, dict[str, Any]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shards = self.settings.shards
         self._snapshots: list[deque[tuple[StreamId, int]]] = [
-            deque(maxlen=SNAPSHOTS_KEPT) for _ in range(settings.shards)
+            deque(maxlen=SNAPSHOTS_KEPT) for _ in range(shards)
         ]
-        self._safe_ms = [0] * settings.shards
-        self._closed_through = [0] * settings.shards
-        # For /metrics: windows published first and as revisions, and each shard's
-        # consumer-group figures (lag, pending, consumers) at its last tick.
-        self.closed = 0
-        self.revised = 0
-        self.backlog: dict[int, dict[str, Any]] = {}
+        self._safe_ms = [0] * shards
+        self._closed_through = [0] * shards
 
     async def safe_watermark(self, shard: int, now: int) -> int:
         """Windows of this shard ending at or before the returned ms are complete."""

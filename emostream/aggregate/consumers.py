@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from .. import keys
+from ..replies import text
 from ..scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ async def forget_dead_consumers(scripts: Scripts, stream: str, me: str, idle_ms:
     redis = scripts.redis
     consumers: Any = await redis.xinfo_consumers(stream, keys.AGGREGATORS_GROUP)
     candidates = [
-        _text(consumer["name"])
+        text(consumer["name"])
         for consumer in consumers
         if consumer["pending"] == 0 and consumer["idle"] > idle_ms
     ]
@@ -75,7 +76,3 @@ async def delete_consumer(scripts: Scripts, stream: str, name: str) -> int:
         for _entry_id, fields in entries:  # a trimmed entry is gone either way
             pipe.xadd(stream, fields)
     return len(await pipe.execute())
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -4,7 +4,8 @@ Reads packed batches (XREADGROUP), counts each batch per event and window in Pyt
 speed (see batch.tally_batch), then applies the counts and XACKs the entry in one Lua call.
 Entries left pending by a dead consumer are claimed (XAUTOCLAIM) after ``claim_idle_ms``. The
 same process also runs the window closer and a heartbeat with a TTL. ``drain()`` is the burst
-mode: process what is there and return, for deterministic tests.
+mode: process what is there and return, for deterministic tests. Poison entries go to the
+dead-letter stream (``dead_letters.py``); every step outlives Redis faults (``retry.py``).
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ from ..batch import PAYLOAD_FIELD, tally_batch
 from ..clock import now_ms
 from ..connection import REDIS_FAULTS, is_cluster
 from ..errors import BatchError
-from ..lifecycle import all_or_first_failure, instance_id, sleep_unless
+from ..lifecycle import all_or_first_failure, instance_id
 from ..polls.steward import PollSteward
+from ..replies import text
 from ..rules import AggregationRule, EmojiSwarmRule
 from ..scripts import Scripts, is_noscript, is_transient
 from ..settings import Settings
 from ..streams import ensure_group
 from .closer import WindowCloser
 from .consumers import DEAD_AFTER_CLAIM_INTERVALS, forget_dead_consumers
+from .dead_letters import bury_poison, dead_letter
 from .heartbeat import Heartbeat, forget_worker, record_heartbeat
+from .retry import forever, retry_until
 
 log = logging.getLogger(__name__)
 
-RETRY_PAUSE_S = 0.5
 # A call answered "again soon" (scripts not loaded, a slot moving between cluster nodes) is
 # made again after this pause, up to this many times, before its entry is left pending for a
 # claim: a slot migration lasts well under that on a healthy cluster.
@@ -119,7 +122,11 @@ class Worker:
         idle = self.settings.claim_idle_ms if min_idle_ms is None else min_idle_ms
         claimed = 0
         for shard, stream in enumerate(self._streams):
-            await self._bury_poison(shard, idle)
+            poison = bury_poison(
+                self.redis, self.worker_id, self.settings.max_deliveries, shard, idle
+            )
+            async for _entry_id in poison:
+                self.dead += 1
             start: bytes | str = "0-0"
             while True:
                 response: Any = await self.redis.xautoclaim(
@@ -200,7 +207,7 @@ class Worker:
                     raise BatchError("entry was trimmed from the stream before it was read")
                 batch = tally_batch(fields.get(PAYLOAD_FIELD, b""), self.rule)
             except BatchError as exc:
-                self._dead_letter(pipe, shard, entry_id, fields, str(exc))
+                dead_letter(pipe, shard, entry_id, fields, str(exc))
                 self.dead += 1
                 continue
             except Exception as exc:  # a bug or a resource fault: retried, then buried
@@ -231,7 +238,9 @@ class Worker:
                 transient.append((entry, result))
                 continue
             if isinstance(result, Exception) or result[0] == -1:
-                reason = str(result) if isinstance(result, Exception) else _text(result[1])
+                reason = (
+                    str(result) if isinstance(result, Exception) else text(result[1], "replace")
+                )
                 log.error("applying raw entry %s of shard %d failed: %s", entry_id, shard, reason)
                 await self.redis.hset(keys.failures(shard), entry_id, reason)
                 self.failed += 1
@@ -255,57 +264,6 @@ class Worker:
                         lost,
                     )
         return transient
-
-    async def _bury_poison(self, shard: int, min_idle_ms: int) -> None:
-        stream = keys.raw_stream(shard)
-        pending: Any = await self.redis.xpending_range(
-            stream, keys.AGGREGATORS_GROUP, min="-", max="+", count=100, idle=min_idle_ms
-        )
-        for item in pending:
-            if item["times_delivered"] < self.settings.max_deliveries:
-                continue
-            entry_id = item["message_id"]
-            claimed: Any = await self.redis.xclaim(
-                stream, keys.AGGREGATORS_GROUP, self.worker_id, min_idle_ms, [entry_id]
-            )
-            if not claimed:
-                continue  # someone else took it first
-            reason: Any = await self.redis.hget(keys.failures(shard), entry_id)
-            # No MULTI (see closer.safe_watermark): the dead letter is written before the
-            # XACK, so a crash in between can only write it twice, never lose the entry.
-            pipe = self.redis.pipeline(transaction=False)
-            self._dead_letter(
-                pipe,
-                shard,
-                entry_id,
-                claimed[0][1],
-                f"failed {item['times_delivered']} times; last: "
-                f"{reason.decode() if reason else 'the worker died while processing it'}",
-            )
-            await pipe.execute()
-            self.dead += 1
-
-    def _dead_letter(
-        self,
-        pipe: Any,
-        shard: int,
-        entry_id: bytes,
-        fields: dict[bytes, bytes] | None,
-        reason: str,
-    ) -> None:
-        log.error("dead-lettering raw entry %s of shard %d: %s", entry_id, shard, reason)
-        pipe.xadd(
-            keys.dead_letters(shard),
-            {
-                "entry": entry_id,
-                "reason": reason,
-                "payload": (fields or {}).get(PAYLOAD_FIELD, b""),
-            },
-            maxlen=10_000,
-            approximate=True,
-        )
-        pipe.xack(keys.raw_stream(shard), keys.AGGREGATORS_GROUP, entry_id)
-        pipe.hdel(keys.failures(shard), entry_id)
 
     async def drain(self) -> int:
         """Burst mode: claim what is idle, read everything there, return entries processed."""
@@ -338,7 +296,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, claim, close windows and beat until ``stop`` is set."""
-        await _retry_until(stop, self.ensure_groups)
+        await retry_until(stop, self.ensure_groups)
         block_ms = self.settings.read_block_ms
 
         def consume(streams: list[str]) -> Callable[[], Awaitable[None]]:
@@ -347,59 +305,18 @@ class Worker:
 
             return consume
 
-        async def claim() -> None:
-            await self.claim_idle()
-            await sleep_unless(stop, self.settings.claim_idle_ms / 2000)
-
-        async def close() -> None:
-            await self.closer.tick()
-            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
-
-        async def beat() -> None:
-            await self.heartbeat()
-            await sleep_unless(stop, self.settings.worker_heartbeat_ttl_ms / 3000)
-
-        async def polls() -> None:
-            await self.polls.tick()
-            await sleep_unless(stop, self.settings.close_tick_ms / 1000)
-
         consumers = [consume(streams) for streams in self.read_sets for _ in range(READERS)]
-        steps = [*consumers, claim, close, polls, beat]
-        await all_or_first_failure(*(_forever(stop, step) for step in steps))
+        settings = self.settings
+        await all_or_first_failure(
+            *(forever(stop, step) for step in consumers),
+            forever(stop, self.claim_idle, settings.claim_idle_ms / 2000, "claim"),
+            forever(stop, self.closer.tick, settings.close_tick_ms / 1000, "close"),
+            forever(stop, self.polls.tick, settings.close_tick_ms / 1000, "polls"),
+            forever(stop, self.heartbeat, settings.worker_heartbeat_ttl_ms / 3000, "beat"),
+        )
         try:
             pipe = self.redis.pipeline(transaction=False)
             forget_worker(pipe, self.worker_id)
             await pipe.execute()
         except REDIS_FAULTS:
             pass
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-async def _forever(stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
-    """Run ``step`` until stopped; Redis faults pause and retry instead of killing the role."""
-    while not stop.is_set():
-        await _attempt(stop, step, step.__name__)
-
-
-async def _retry_until(stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
-    while not stop.is_set() and not await _attempt(stop, action, "waiting for Redis"):
-        pass
-
-
-async def _attempt(stop: asyncio.Event, action: Callable[[], Awaitable[None]], what: str) -> bool:
-    """Run ``action`` once; on a Redis fault log it, pause and return False."""
-    try:
-        await action()
-        return True
-    except REDIS_FAULTS as exc:
-        log.warning("%s: %s; retrying", what, exc)
-    except Exception:
-        # Seen: redis-py's cluster client, disconnecting a failed node's connections, can
-        # leave one in use without a socket (AttributeError). A role must outlive its client
-        # library's faults too: logged loudly, retried; nothing is acknowledged by a failure.
-        log.exception("%s failed unexpectedly; retrying", what)
-    await sleep_unless(stop, RETRY_PAUSE_S)
-    return False

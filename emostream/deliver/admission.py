@@ -12,24 +12,19 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 MAX_ADDRESSES = 10_000
 
 
+@dataclass(eq=False)
 class AddressBuckets:
-    def __init__(
-        self,
-        rate_per_s: float,
-        burst: int,
-        max_addresses: int = MAX_ADDRESSES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self.max_addresses = max_addresses
-        self.clock = clock
-        # address -> (tokens, when they were counted)
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+    rate_per_s: float
+    burst: int
+    max_addresses: int = MAX_ADDRESSES
+    clock: Callable[[], float] = time.monotonic
+    # address -> (tokens, when they were counted)
+    _buckets: OrderedDict[str, tuple[float, float]] = field(init=False, default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._buckets)

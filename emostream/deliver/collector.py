@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass, field
 
 # CPython consults the oldest generation's threshold only against this many collections of
 # the middle one; a number no process reaches turns automatic full collections off.
 NEVER = 1 << 30
 
 
+@dataclass(eq=False)
 class CollectionPacer:
-    def __init__(self, min_interval_s: float = 10.0, max_interval_s: float = 60.0) -> None:
-        self.min_interval_s = min_interval_s
-        self.max_interval_s = max_interval_s
-        self.collections = 0
-        self.longest_ms = 0.0
-        self.total_ms = 0.0
-        self._last = time.monotonic()
-        self._saved: tuple[int, int, int] | None = None
+    min_interval_s: float = 10.0
+    max_interval_s: float = 60.0
+    collections: int = field(init=False, default=0)
+    longest_ms: float = field(init=False, default=0.0)
+    total_ms: float = field(init=False, default=0.0)
+    _last: float = field(init=False, default_factory=time.monotonic)
+    _saved: tuple[int, int, int] | None = field(init=False, default=None)
 
     def install(self) -> None:
         young, middle, oldest = gc.get_threshold()

@@ -8,6 +8,7 @@ totals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,10 +18,10 @@ from ..records import WindowRecord, decode_record, history_entry_id, record_of_e
 from ..settings import Settings
 
 
+@dataclass(eq=False)
 class WindowHistory:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
+    redis: Redis
+    settings: Settings
 
     async def after(self, event_id: str, after_seq: int, limit: int) -> list[WindowRecord]:
         """Windows with seq > ``after_seq``, oldest first, at most ``limit``."""

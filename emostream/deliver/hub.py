@@ -2,10 +2,11 @@
 every connected client.
 
 Each closed window arrives once per node, is turned into its public object and SSE frame
-once, kept in a small per-event ring (for ``Last-Event-ID`` resume without a Redis read per
-client) and offered to every subscriber of the event. A subscriber's queue is bounded: when a
-client falls behind, its oldest undelivered frames are dropped (it can resume from history
-with ``Last-Event-ID``), so one slow client never holds memory or the others back.
+once, kept in a small per-event ring (``rings.py``: ``Last-Event-ID`` resume without a
+Redis read per client) and offered to every subscriber of the event. A subscriber's queue
+is bounded: when a client falls behind, its oldest undelivered frames are dropped (it can
+resume from history with ``Last-Event-ID``), so one slow client never holds memory or the
+others back. Heartbeats and send timeouts are ``tending.py``'s.
 
 Seq gaps seen on pub/sub (a lost message, a resubscription) are filled from the event's
 history stream before the newer window is delivered, so clients see every seq. Every
@@ -19,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -33,22 +33,19 @@ from ..settings import Settings
 from .backlog import Backlog, SingleFlight, backlog_of
 from .frames import window_frame
 from .history import WindowHistory
+from .rings import EventRings
 from .subscriber import UNORDERED, Frame, FrameKey, Subscriber
 from .subscription import WindowSubscription
+from .tending import tend_until
 
 log = logging.getLogger(__name__)
 
 # What fails one event's fill alone: a Redis fault, or a record that cannot be read.
 FILL_FAULTS: tuple[type[Exception], ...] = (*REDIS_FAULTS, RecordError)
 
-RINGS_KEPT = 1024
 # Events whose history is read at once for joins: the rest wait their turn, so a storm of
 # joins over many events never takes more than these connections of the node's pool.
 HISTORY_READS_AT_ONCE = 8
-# Heartbeats and send timeouts are checked this often (or more often if they are shorter).
-TEND_TICK_MAX_S = 1.0
-# Windows missed in a row before a tick counts as quiet.
-QUIET_WINDOWS = 2
 
 
 class Hub:
@@ -58,14 +55,7 @@ class Hub:
         self.rule = rule
         self.history = WindowHistory(redis, settings)
         self._subscribers: dict[str, set[Subscriber]] = {}
-        self._rings: OrderedDict[str, deque[Frame]] = OrderedDict()
-        self._last: dict[str, FrameKey] = {}
-        # Events whose ring ends at the event's newest window as the live subscription tells
-        # (every window since was received or filled), and those whose ring also holds every
-        # older window up to the replay bound. Both are forgotten at every (re)subscription:
-        # windows may have closed while nobody listened.
-        self._current: set[str] = set()
-        self._complete: set[str] = set()
+        self._rings = EventRings(settings.replay_max, self._subscribers.__contains__)
         self._history_reads: SingleFlight[str, list[WindowRecord]] = SingleFlight(
             HISTORY_READS_AT_ONCE
         )
@@ -161,23 +151,16 @@ class Hub:
     async def _answer(self, event_id: str, after_seq: int | None) -> Backlog | None:
         """The backlog and resume seq from memory, else after a (shared) read of history;
         None when Redis could not be read."""
-        answer = self._remembered(event_id, after_seq, confirmed=False)
+        answer = self._rings.backlog(event_id, after_seq, confirmed=False)
         if answer is not None:
             return answer
         records = await self._read_history(event_id)
-        answer = self._remembered(event_id, after_seq, confirmed=True)
+        answer = self._rings.backlog(event_id, after_seq, confirmed=True)
         if answer is None and records is not None:
             # Read while the subscription was down (memory not current): the read answers.
             frames = [self._frame(record) for record in records]
             answer = backlog_of(frames, after_seq, complete=True, confirmed=True)
         return answer
-
-    def _remembered(self, event_id: str, after_seq: int | None, confirmed: bool) -> Backlog | None:
-        """The backlog from memory, or None when the node's memory of the event cannot tell."""
-        if event_id not in self._current:
-            return None
-        ring = self._rings.get(event_id, ())
-        return backlog_of(tuple(ring), after_seq, event_id in self._complete, confirmed)
 
     async def _read_history(self, event_id: str) -> list[WindowRecord] | None:
         """The event's newest windows (up to ``replay_max``) from Redis, remembered; one read
@@ -194,51 +177,39 @@ class Hub:
         self._remember(event_id, records)
         if subscribed and self.subscribed.is_set() and self.subscriptions == subscriptions:
             # Every window closed after the read reaches this node on the subscription.
-            self._current.add(event_id)
-            self._complete.add(event_id)
+            self._rings.mark_current(event_id, complete=True)
         return records
 
     def _remember(self, event_id: str, records: list[WindowRecord]) -> None:
         """Keep windows read from history: newer ones than the node has are published (the
         subscription is behind, or the node never saw the event), older ones go in front of
         the ring."""
-        last = self._last.get(event_id)
+        last = self._rings.last_key(event_id)
         for record in records:
             if last is None or record.seq > last[0]:
                 self._publish(record)
-        ring = self._rings.get(event_id)
-        if ring is None:
-            # An event without windows yet: known to have none.
-            self._rings[event_id] = deque(maxlen=self.settings.replay_max)
-            self._evict_rings()
-        elif ring:
-            oldest = ring[0][0][0]
-            older = [self._frame(r) for r in records if r.seq < oldest]
-            if older:
-                # A deque made longer than its bound keeps the newest frames.
-                self._rings[event_id] = deque([*older, *ring], maxlen=self.settings.replay_max)
+        self._rings.prepend(event_id, records, self._frame)
 
     # -- what the node keeps of each event --------------------------------------------------
 
     def subscribers_of(self, event_id: str) -> tuple[Subscriber, ...]:
         return tuple(self._subscribers.get(event_id, ()))
 
+    def every_subscriber(self) -> Iterator[Subscriber]:
+        for subscribers in self._subscribers.values():
+            yield from subscribers
+
+    # The three below are the rings' own (rings.py says what each means); tests use them to
+    # make gaps and to make the node new to an event.
+
     def last_key(self, event_id: str) -> FrameKey | None:
-        """The newest window (and revision) of the event this node has delivered."""
-        return self._last.get(event_id)
+        return self._rings.last_key(event_id)
 
     def rewind(self, event_id: str, seq: int) -> None:
-        """Believe the event delivered up to ``seq`` only, as a lost pub/sub message leaves
-        it: the next window is preceded by a fill from history (tests make gaps with it)."""
-        self._last[event_id] = (seq, 0)
+        self._rings.rewind(event_id, seq)
 
     def forget(self, event_id: str) -> None:
-        """Drop the event's ring and last key: the node serves it as one that never saw it,
-        from history."""
-        self._rings.pop(event_id, None)
-        self._last.pop(event_id, None)
-        self._current.discard(event_id)
-        self._complete.discard(event_id)
+        self._rings.forget(event_id)
 
     # -- pub/sub ---------------------------------------------------------------------------
 
@@ -250,55 +221,13 @@ class Hub:
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the node's one subscription until ``stop``; resubscribe after any fault.
         Meanwhile tend the clients: heartbeats and send timeouts."""
-        tending = asyncio.create_task(self._tend_until(stop), name="hub-tend")
+        tending = asyncio.create_task(tend_until(self, stop), name="hub-tend")
         try:
             await self._subscription.run(stop)
         finally:
             tending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await tending
-
-    async def _tend_until(self, stop: asyncio.Event) -> None:
-        tick_s = min(TEND_TICK_MAX_S, self.settings.heartbeat_s, self.settings.send_timeout_s / 4)
-        loop = asyncio.get_running_loop()
-        heartbeat_at = loop.time() + self.settings.heartbeat_s
-        received, heard_at = self.windows_received, loop.time()
-        while not stop.is_set():
-            await asyncio.sleep(tick_s)
-            now = loop.time()
-            beat = now >= heartbeat_at
-            if beat:
-                heartbeat_at = now + self.settings.heartbeat_s
-            try:
-                self.tend(now, beat)
-            except Exception:  # never let one bad client end the heartbeats of all
-                log.exception("tending the clients failed")
-            if self.windows_received != received:
-                received, heard_at = self.windows_received, now
-            elif self.idle is not None and now - heard_at > QUIET_WINDOWS * self.settings.window_s:
-                # No windows are flowing, so none can be delayed. (While they flow, idle runs
-                # right after each fan-out: a tick could fall just before the next window.)
-                self.idle()
-
-    def tend(self, now: float, beat: bool) -> None:
-        """End the streams of clients whose last write has been stuck for longer than the
-        send timeout; with ``beat``, give a heartbeat to every client that was sent nothing
-        since the last one (so proxies and browsers see a live stream)."""
-        deadline = now - self.settings.send_timeout_s
-        stuck: list[Subscriber] = []
-        for subscribers in self._subscribers.values():
-            for subscriber in subscribers:
-                since = subscriber.sending_since
-                if since is not None and since < deadline:
-                    stuck.append(subscriber)
-                elif beat:
-                    subscriber.heartbeat()
-        for subscriber in stuck:
-            log.info(
-                "ending a stream whose client accepted nothing for %s s",
-                self.settings.send_timeout_s,
-            )
-            subscriber.time_out()
 
     async def receive(self, payload: bytes) -> None:
         poll = decode_poll_record(payload)
@@ -319,7 +248,7 @@ class Hub:
         if baseline is not None and record.seq > baseline + 1:
             await self._fill_isolated(record.event_id, baseline, record.seq - 1)
         self._publish(record)
-        self._current.add(record.event_id)  # the newest window, from the live subscription
+        self._rings.mark_current(record.event_id)  # the newest window, from the live subscription
         if self.idle is not None:
             # Queued behind the wake-up of every client just offered the window, so it runs
             # once each of them has written it.
@@ -327,7 +256,7 @@ class Hub:
 
     def _baseline(self, event_id: str) -> int | None:
         """The seq after which this node owes the event's clients every window."""
-        last = self._last.get(event_id)
+        last = self._rings.last_key(event_id)
         if last is not None:
             return last[0]
         given = [s.after for s in self._subscribers.get(event_id, ()) if s.after is not None]
@@ -354,12 +283,11 @@ class Hub:
         One event's failing fill (its history unreadable) is that event's problem: it is
         logged and the others are filled; only a Redis fault ends the subscription.
         Memory of every other event is no longer current: a join reads its history again."""
-        self._current.clear()
-        self._complete.clear()
+        self._rings.resubscribed()
         for event_id in list(self._subscribers):
             baseline = self._baseline(event_id)
             if baseline is not None and await self._fill_isolated(event_id, baseline, None):
-                self._current.add(event_id)
+                self._rings.mark_current(event_id)
 
     async def _fill_isolated(self, event_id: str, after_seq: int, up_to_seq: int | None) -> bool:
         """Fill, or log why not (the ring then misses windows: it is no longer complete)."""
@@ -368,7 +296,7 @@ class Hub:
             return True
         except (ResponseError, RecordError) as exc:
             log.warning("could not fill %s from history after seq %d: %s", event_id, after_seq, exc)
-            self._complete.discard(event_id)
+            self._rings.mark_incomplete(event_id)
             return False
 
     def _frame(self, record: WindowRecord) -> Frame:
@@ -376,16 +304,11 @@ class Hub:
 
     def _publish(self, record: WindowRecord) -> None:
         key = (record.seq, record.revision)
-        last = self._last.get(record.event_id)
+        last = self._rings.last_key(record.event_id)
         if last is not None and key <= last:
             return
-        self._last[record.event_id] = key
         frame = self._frame(record)
-        ring = self._rings.get(record.event_id)
-        if ring is None:
-            ring = self._rings[record.event_id] = deque(maxlen=self.settings.replay_max)
-            self._evict_rings()
-        ring.append(frame)
+        self._rings.append(record.event_id, key, frame)
         for subscriber in self._subscribers.get(record.event_id, ()):
             subscriber.offer(frame)
 
@@ -393,14 +316,8 @@ class Hub:
         """A closed window re-published with late reactions: replace it in the ring (resumes
         get the final totals) and send it to every client of the event."""
         frame = self._frame(record)
-        ring = self._rings.get(record.event_id)
-        if ring is not None:
-            for index, ((seq, revision), _bytes) in enumerate(ring):
-                if seq == record.seq:
-                    if revision >= record.revision:
-                        return
-                    ring[index] = frame
-                    break
+        if not self._rings.revise(record.event_id, (record.seq, record.revision), frame):
+            return
         for subscriber in self._subscribers.get(record.event_id, ()):
             subscriber.offer(frame)
 
@@ -409,12 +326,3 @@ class Hub:
         client of the event."""
         for subscriber in self._subscribers.get(event_id, ()):
             subscriber.offer((UNORDERED, frame))
-
-    def _evict_rings(self) -> None:
-        while len(self._rings) > RINGS_KEPT:
-            for event_id in self._rings:
-                if event_id not in self._subscribers:
-                    self.forget(event_id)
-                    break
-            else:
-                return

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -76,12 +76,12 @@ async def live_nodes(redis: Redis, cluster: str, prune: bool = True) -> list[Nod
     return sorted(live, key=lambda n: (n.load, n.node))
 
 
+@dataclass(eq=False)
 class Registry:
-    def __init__(self, redis: Redis, settings: Settings, hub: Hub) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.hub = hub
-        self.node_id = instance_id()
+    redis: Redis
+    settings: Settings
+    hub: Hub
+    node_id: str = field(init=False, default_factory=instance_id)
 
     # -- this node ---------------------------------------------------------------------------
 

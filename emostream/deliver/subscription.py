@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
@@ -44,26 +45,20 @@ class ChannelMoved(ConnectionError):
     """Redis Cluster unsubscribed a shard channel: its slot now lives on another primary."""
 
 
+@dataclass(eq=False)
 class WindowSubscription:
     """Hands every window message to ``on_window`` and awaits ``on_subscribed`` after every
     subscribe confirmation; ``subscribed`` is set from then until the subscription is lost."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        settings: Settings,
-        on_window: Callable[[bytes], Awaitable[None]],
-        on_subscribed: Callable[[], Awaitable[None]],
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.on_window = on_window
-        self.on_subscribed = on_subscribed
-        self.subscribed = asyncio.Event()
-        # Complete subscriptions so far: the first, then one per resubscription (on a cluster
-        # the first counts once every shard channel is confirmed).
-        self.subscriptions = 0
-        self._unconfirmed = 0
+    redis: Redis
+    settings: Settings
+    on_window: Callable[[bytes], Awaitable[None]]
+    on_subscribed: Callable[[], Awaitable[None]]
+    subscribed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # Complete subscriptions so far: the first, then one per resubscription (on a cluster
+    # the first counts once every shard channel is confirmed).
+    subscriptions: int = field(init=False, default=0)
+    _unconfirmed: int = field(init=False, default=0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the subscription until ``stop``; resubscribe after any fault."""

@@ -5,6 +5,7 @@ status and body it returns."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 from ..clock import now_ms
 from ..contract import DEFAULT_EVENT, validate_event_id
@@ -21,24 +22,21 @@ from .validation import ReactionColumns, normalize_emoji, parse_body
 Answer = tuple[int, bytes]
 
 
+@dataclass(eq=False)
 class Acceptor:
-    def __init__(
-        self,
-        settings: Settings,
-        buffer: ReactionBuffer,
-        flusher: Flusher,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        self.settings = settings
-        self.buffer = buffer
-        self.flusher = flusher
-        self.limiter = limiter
-        # For /metrics: reactions buffered, and requests refused by error code.
-        self.accepted = 0
-        self.refused: Counter[str] = Counter()
+    settings: Settings
+    buffer: ReactionBuffer
+    flusher: Flusher
+    limiter: RateLimiter | None = None
+    # For /metrics: reactions buffered, and requests refused by error code.
+    accepted: int = field(init=False, default=0)
+    refused: Counter[str] = field(init=False, default_factory=Counter)
+    allowed: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
         self.allowed = frozenset(
             normalized
-            for normalized in (normalize_emoji(e) for e in settings.allowed_emojis)
+            for normalized in (normalize_emoji(e) for e in self.settings.allowed_emojis)
             if normalized is not None
         )
 

@@ -63,6 +63,18 @@ async def respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], bo
     await send({"type": "http.response.body", "body": body})
 
 
+async def answer_error(
+    scope: Any, receive: Any, send: Any, error: ApiError, limits: BodyLimits, body_unread: bool
+) -> None:
+    """Answer ``error``; while the client may still be sending a body we did not read (on
+    HTTP/1.1), answer first and drain it after (bodies.answer_then_drain)."""
+    if body_unread and is_http1(scope):
+        on_time = not isinstance(error, RequestTimeout)
+        return await answer_then_drain(send, receive, error, limits, on_time)
+    payload, status, headers = error_parts(error)
+    await respond(send, status, raw_headers(headers), payload)
+
+
 class RequestHead(NamedTuple):
     """What the fast paths read from a request's headers."""
 
@@ -76,14 +88,17 @@ class RequestHead(NamedTuple):
     content_types: int = 0
     encoding: bytes = b""
 
-    def check(self) -> None:
+    def check(self, max_body_bytes: int) -> None:
         """Refuse content headers that cannot be read as written: which of two Content-Types
-        was meant, or a compressed body that would be read as plain."""
+        was meant, or a compressed body that would be read as plain; then a declared length
+        over ``max_body_bytes`` (413 before a byte of the body is read)."""
         if self.content_types > 1:
             raise MalformedBody("send one Content-Type header, not several", "Content-Type")
         if self.encoding not in (b"", b"identity"):
             message = f"Content-Encoding {self.encoding.decode('latin-1')!r} is not supported"
             raise UnsupportedMediaType(message, "Content-Encoding")
+        if self.declared_length > max_body_bytes:
+            raise BodyTooLarge(max_body_bytes)
 
 
 def request_head(scope: dict[str, Any], max_body_bytes: int) -> RequestHead:
@@ -147,9 +162,7 @@ def fast_ingest(
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
             acceptor.admit_client(scope.get("client"), head.forwarded_for)
-            head.check()
-            if head.declared_length > max_body_bytes:
-                raise BodyTooLarge(max_body_bytes)
+            head.check(max_body_bytes)
             # With user tokens on, the token's subject is the user of every reaction.
             user_id = user_from_token(acceptor.settings, head.authorization)
             body = await bodies.read(receive, max_body_bytes)
@@ -160,11 +173,8 @@ def fast_ingest(
                 status, answer = acceptor.send_emoji(head.content_type, body, user_id)
         except ApiError as error:
             acceptor.refused[error.code] += 1
-            if head.has_body and not body_read and is_http1(scope):
-                on_time = not isinstance(error, RequestTimeout)
-                return await answer_then_drain(send, receive, error, limits, on_time)
-            payload, status, headers = error_parts(error)
-            return await respond(send, status, raw_headers(headers), payload)
+            unread = head.has_body and not body_read
+            return await answer_error(scope, receive, send, error, limits, unread)
         await respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
 
     return fast

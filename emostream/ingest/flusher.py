@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -56,33 +56,29 @@ class PackedBatch:
     votes: bool = False
 
 
+@dataclass(eq=False)
 class Flusher:
-    def __init__(
-        self,
-        redis: Redis,
-        settings: Settings,
-        buffer: ReactionBuffer,
-        producer_id: str | None = None,
-        votes: VoteBuffer | None = None,
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.buffer = buffer
-        self.votes = votes
-        self.votes_written = 0
-        self.producer_id = producer_id or instance_id()
-        self._scripts = Scripts(redis)
+    redis: Redis
+    settings: Settings
+    buffer: ReactionBuffer
+    producer_id: str = field(default_factory=instance_id)
+    votes: VoteBuffer | None = None
+    reactions_written: int = field(init=False, default=0)
+    votes_written: int = field(init=False, default=0)
+    # For /metrics: flushes done and the seconds they took in all.
+    flushes: int = field(init=False, default=0)
+    flush_seconds: float = field(init=False, default=0.0)
+    redis_available: bool = field(init=False, default=True)
+    # Appends that reached fewer replicas than EMOSTREAM_REDIS_WAIT_REPLICAS in time.
+    unreplicated: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self._scripts = Scripts(self.redis)
         self._unsent: list[deque[PackedBatch]] = [deque() for _ in range(settings.shards)]
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.reactions_written = 0
-        # For /metrics: flushes done and the seconds they took in all.
-        self.flushes = 0
-        self.flush_seconds = 0.0
-        self.redis_available = True
-        # Appends that reached fewer replicas than EMOSTREAM_REDIS_WAIT_REPLICAS in time.
-        self.unreplicated = 0
         self.events = EventAdmission(
             settings.max_active_events, settings.events, settings.event_idle_s
         )

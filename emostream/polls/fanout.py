@@ -9,6 +9,7 @@ the event reads nothing. Objects carry the poll's ``version``: a client keeps th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from ..clock import now_ms
 from ..connection import REDIS_FAULTS
@@ -21,13 +22,13 @@ from .store import PollStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class PollFanout:
     """``Hub.on_poll``: read the poll once, frame it once, offer it to the event's clients."""
 
-    def __init__(self, store: PollStore, hub: Hub) -> None:
-        self.store = store
-        self.hub = hub
-        self.sent = 0
+    store: PollStore
+    hub: Hub
+    sent: int = field(init=False, default=0)
 
     async def __call__(self, record: PollRecord) -> None:
         try:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -30,86 +31,59 @@ from ..contract import USER_ID, USER_ID_RULE, USER_IDS, validate_event_id
 from ..errors import (
     InvalidField,
     MalformedBody,
-    NotFound,
     PollNotOpen,
     TooManyReactions,
     Unavailable,
 )
 from ..ingest.admission import EventAdmission
+from ..ingest.buffer import ShardedBuffer
 from ..ingest.limits import RateLimiter
 from ..settings import Settings
 from ..web import redis_or_503
 from .model import PollView, validate_poll_id
-from .store import view_of
+from .store import no_poll, view_of
 
 log = logging.getLogger(__name__)
 
 CACHED_POLLS_MAX = 10_000
 
 
-class VoteBuffer:
+class VoteBuffer(ShardedBuffer[tuple[str, str], VoteColumns]):
     """Accepted votes waiting for the next flush, bounded like the reaction buffer."""
 
-    def __init__(self, shards: int, capacity: int) -> None:
-        self.shards = shards
-        self.capacity = capacity
-        self.held = 0
-        # Votes added since the last take: a flush is due early once they reach flush_max.
-        self.pending = 0
-        self._polls: dict[tuple[str, str], VoteColumns] = {}
-
-    def room(self) -> int:
-        return self.capacity - self.held
+    def placed(self, key: tuple[str, str], columns: VoteColumns) -> list[tuple[int, VoteColumns]]:
+        return [(keys.shard_of(key[0], self.shards), columns)]
 
     def add(
         self, event_id: str, poll_id: str, users: list[str], options: list[str], at_ms: int
     ) -> None:
-        columns = self._polls.get((event_id, poll_id))
-        if columns is None:
-            columns = self._polls[(event_id, poll_id)] = VoteColumns()
+        columns = self._columns_of((event_id, poll_id), VoteColumns)
         columns.users += users
         columns.options += options
         columns.received_ms += [at_ms] * len(users)
-        self.held += len(users)
-        self.pending += len(users)
-
-    def take(self) -> dict[int, dict[tuple[str, str], VoteColumns]]:
-        """Swap out everything buffered, grouped by the raw shard of each poll's event."""
-        polls, self._polls = self._polls, {}
-        self.pending = 0
-        by_shard: dict[int, dict[tuple[str, str], VoteColumns]] = {}
-        for key, columns in polls.items():
-            by_shard.setdefault(keys.shard_of(key[0], self.shards), {})[key] = columns
-        return by_shard
-
-    def written(self, count: int) -> None:
-        self.held -= count
+        self._added(len(users))
 
 
+@dataclass(eq=False)
 class PollGate:
-    def __init__(
-        self,
-        redis: Redis,
-        settings: Settings,
-        buffer: VoteBuffer,
-        flush_now: Callable[[], None] | None = None,
-        limiter: RateLimiter | None = None,
-        events: EventAdmission | None = None,
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.buffer = buffer
-        # The reactions' per-user rate limits (issue 11: votes count against the same ones).
-        self.limiter = limiter
-        # The reactions' event admission: the allow-list (404) and the active-events cap
-        # (429). A vote opens no window, so it takes no place among the active events.
-        self.events = events
-        # Called when ``flush_max`` votes wait, as the reaction path pokes the flusher.
-        self.flush_now = flush_now
-        # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
-        self._cache: dict[tuple[str, str], tuple[float, PollView | None]] = {}
-        self._reading: dict[tuple[str, str], asyncio.Future[tuple[float, PollView | None]]] = {}
-        self.reads = 0
+    redis: Redis
+    settings: Settings
+    buffer: VoteBuffer
+    # Called when ``flush_max`` votes wait, as the reaction path pokes the flusher.
+    flush_now: Callable[[], None] | None = None
+    # The reactions' per-user rate limits (issue 11: votes count against the same ones).
+    limiter: RateLimiter | None = None
+    # The reactions' event admission: the allow-list (404) and the active-events cap
+    # (429). A vote opens no window, so it takes no place among the active events.
+    events: EventAdmission | None = None
+    reads: int = field(init=False, default=0)
+    # (event, poll) -> (monotonic time its read began, the poll or None if unknown)
+    _cache: dict[tuple[str, str], tuple[float, PollView | None]] = field(
+        init=False, default_factory=dict
+    )
+    _reading: dict[tuple[str, str], asyncio.Future[tuple[float, PollView | None]]] = field(
+        init=False, default_factory=dict
+    )
 
     async def _read(self, event_id: str, poll_id: str) -> tuple[float, PollView | None]:
         began = time.monotonic()
@@ -170,7 +144,7 @@ class PollGate:
         if time.monotonic() - began >= self.settings.poll_lock_grace_ms / 1000:
             raise Unavailable("the poll's state could not be read in time; retry shortly")
         if view is None:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            raise no_poll(event_id, poll_id)
         if not view.accepts(received):
             raise PollNotOpen(f"the poll is {view.effective_state(received)}, not open", "state")
         valid = view.definition.options

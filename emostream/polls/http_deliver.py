@@ -58,9 +58,7 @@ def poll_routes(settings: Settings, store: PollStore) -> list[BaseRoute]:
         event_id = validate_event_id(request.path_params["event_id"])
         poll_id = validate_poll_id(request.path_params["poll_id"])
         with redis_or_503("polls"):
-            view = await store.read(event_id, poll_id)
-        if view is None:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await store.existing(event_id, poll_id)
         admin = is_admin(settings, request.headers.get("authorization"))
         return _json(poll_object(view, now_ms(), admin))
 

@@ -15,22 +15,27 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_schema import hide
 
-from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
+from ..bodies import BodyLimits, TimedBodies
 from ..clock import now_ms
 from ..contract import validate_event_id
 from ..errors import (
     ApiError,
-    BodyTooLarge,
     InvalidField,
     MethodNotAllowed,
     NotFound,
-    RequestTimeout,
 )
 from ..identity import require_admin, user_from_token
-from ..ingest.fastpath import ALLOWED_METHODS, PREFLIGHT_HEADERS, ASGIApp, request_head, respond
+from ..ingest.fastpath import (
+    ALLOWED_METHODS,
+    PREFLIGHT_HEADERS,
+    ASGIApp,
+    answer_error,
+    request_head,
+    respond,
+)
 from ..ingest.validation import parse_body
 from ..settings import Settings
-from ..web import ANY_ORIGIN_RAW, JSON_TYPE, error_parts, raw_headers, redis_or_503
+from ..web import ANY_ORIGIN_RAW, JSON_TYPE, redis_or_503
 from .gate import PollGate
 from .model import TRANSITIONS, parse_definition, poll_object, validate_poll_id
 from .store import PollStore
@@ -67,20 +72,15 @@ def fast_votes(app: ASGIApp, gate: PollGate, limits: BodyLimits, bodies: TimedBo
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed here", ALLOWED_METHODS)
-            head.check()
-            if head.declared_length > max_body_bytes:
-                raise BodyTooLarge(max_body_bytes)
+            head.check(max_body_bytes)
             user_id = user_from_token(settings, head.authorization)
             body = await bodies.read(receive, max_body_bytes)
             body_read = True
             payload = parse_body(head.content_type, body)
             accepted = await gate.accept(match.group(1), match.group(2), payload, user_id)
         except ApiError as error:
-            if head.has_body and not body_read and is_http1(scope):
-                on_time = not isinstance(error, RequestTimeout)
-                return await answer_then_drain(send, receive, error, limits, on_time)
-            payload_bytes, status, error_headers = error_parts(error)
-            return await respond(send, status, raw_headers(error_headers), payload_bytes)
+            unread = head.has_body and not body_read
+            return await answer_error(scope, receive, send, error, limits, unread)
         ok = [(b"content-type", JSON_TYPE.encode()), ANY_ORIGIN_RAW]
         await respond(send, 202, ok, b'{"accepted":%d}' % accepted)
 
@@ -101,9 +101,7 @@ def poll_admin(settings: Settings, store: PollStore) -> Blueprint:
 
     async def answer(event_id: str, poll_id: str, status: int = 200) -> Response:
         with redis_or_503("polls"):
-            view = await store.read(event_id, poll_id)
-        if view is None:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await store.existing(event_id, poll_id)
         body = poll_object(view, now_ms(), privileged=True)
         return Response(_dumps(body), status, {"Content-Type": JSON_TYPE})
 

@@ -11,6 +11,7 @@ its lock even if a stuck entry still holds the watermark back (a vote in it is t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,16 +30,17 @@ from .store import PollStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class PollSteward:
-    def __init__(
-        self, redis: Redis, settings: Settings, scripts: Scripts, closer: WindowCloser
-    ) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.scripts = scripts
-        self.closer = closer
-        self.store = PollStore(redis, settings, scripts)
-        self.frozen = 0
+    redis: Redis
+    settings: Settings
+    scripts: Scripts
+    closer: WindowCloser
+    store: PollStore = field(init=False)
+    frozen: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.store = PollStore(self.redis, self.settings, self.scripts)
 
     async def tick(self) -> None:
         now = now_ms()

@@ -19,6 +19,7 @@ from ..clock import now_ms
 from ..connection import publish_live
 from ..errors import InvalidField, InvalidState, NotFound
 from ..records import PollRecord, encode_poll_record
+from ..replies import text
 from ..scripts import POLL_NO_ANSWER, POLL_NOT_FROZEN, POLL_UNKNOWN, Scripts
 from ..settings import Settings
 from .ballots import audit_digest
@@ -27,8 +28,8 @@ from .model import LEADERBOARD_SHOWN, TRANSITIONS, PollDefinition, PollView
 WAIT_STEP_S = 0.05
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def no_poll(event_id: str, poll_id: str) -> NotFound:
+    return NotFound(f"no poll {poll_id!r} in event {event_id!r}")
 
 
 def _int(value: Any) -> int | None:
@@ -44,7 +45,7 @@ def view_of(event_id: str, poll_id: str, fields: dict[bytes, bytes], tally: Any)
     if frozen and fields.get(b"result"):
         counts = {str(k): int(v) for k, v in json.loads(fields[b"result"]).items()}
     else:
-        counts = {_text(k): int(v) for k, v in (tally or {}).items()}
+        counts = {text(k): int(v) for k, v in (tally or {}).items()}
     audit = fields.get(b"audit")
     return PollView(
         event_id,
@@ -86,7 +87,7 @@ class PollStore:
             definition.answer or "",
         )
         if reply[0] != 1:
-            raise InvalidState(f"only a draft can be replaced; this poll is {_text(reply[1])}")
+            raise InvalidState(f"only a draft can be replaced; this poll is {text(reply[1])}")
         return bool(reply[2])
 
     async def transition(
@@ -96,9 +97,7 @@ class PollStore:
         sources, target = TRANSITIONS[action]
         now = now_ms()
         if action == "open":
-            view = await self.read(event_id, poll_id)
-            if view is None:
-                raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await self.existing(event_id, poll_id)
             duration = view.definition.duration_s
             timing = int(duration * 1000) if duration else 0
             window = view.definition.answer_window_ms
@@ -106,9 +105,7 @@ class PollStore:
             timing = now + self.settings.poll_lock_grace_ms if action == "lock" else 0
             window = 0
             if action == "reveal":
-                view = await self.read(event_id, poll_id)
-                if view is None:
-                    raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+                view = await self.existing(event_id, poll_id)
                 window = view.definition.answer_window_ms
                 if answer is not None and answer not in view.definition.options:
                     raise InvalidField("answer", "answer must be one of the options")
@@ -124,16 +121,23 @@ class PollStore:
             answer or "",
             window,
         )
-        code, detail = reply[0], _text(reply[1])
+        code, detail = reply[0], text(reply[1])
         if code == 1:
             return detail
         if code == POLL_UNKNOWN:
-            raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            raise no_poll(event_id, poll_id)
         if code == POLL_NO_ANSWER:
             raise InvalidState("a trivia question needs its answer before the reveal", "answer")
         if code == POLL_NOT_FROZEN:
             raise InvalidState("the result is not frozen yet; retry in a moment")
         raise InvalidState(f"cannot {action} a poll that is {detail}", "state")
+
+    async def existing(self, event_id: str, poll_id: str) -> PollView:
+        """``read``, or a 404 when the event has no such poll."""
+        view = await self.read(event_id, poll_id)
+        if view is None:
+            raise no_poll(event_id, poll_id)
+        return view
 
     async def read(self, event_id: str, poll_id: str) -> PollView | None:
         shard = self.shard(event_id)
@@ -154,9 +158,7 @@ class PollStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            view = await self.read(event_id, poll_id)
-            if view is None:
-                raise NotFound(f"no poll {poll_id!r} in event {event_id!r}")
+            view = await self.existing(event_id, poll_id)
             if (view.frozen and view.audit) or loop.time() > deadline:
                 return view
             await asyncio.sleep(WAIT_STEP_S)
@@ -166,7 +168,7 @@ class PollStore:
         members: Any = await self.redis.zrange(
             keys.event_polls(self.shard(event_id), event_id), 0, -1
         )
-        return [_text(m) for m in members]
+        return [text(m) for m in members]
 
     async def ballot(self, event_id: str, poll_id: str, user_id: str) -> list[str] | None:
         raw: Any = await self.redis.hget(
@@ -178,7 +180,7 @@ class PollStore:
         found: dict[str, list[str]] = {}
         key = keys.poll_ballots(self.shard(event_id), event_id, poll_id)
         async for user, raw in self.redis.hscan_iter(key, count=1000):
-            found[_text(user)] = [str(o) for o in json.loads(raw)]
+            found[text(user)] = [str(o) for o in json.loads(raw)]
         return found
 
     async def seal(self, event_id: str, poll_id: str) -> str | None:
@@ -194,7 +196,7 @@ class PollStore:
             record = encode_poll_record(PollRecord(event_id, poll_id, version))
             await publish_live(self.redis, shard, record)
         stored: Any = await self.redis.hget(poll_key, "audit")
-        return _text(stored)
+        return text(stored)
 
     async def leaderboard(self, event_id: str, limit: int) -> list[dict[str, Any]]:
         """The top ``limit``, points descending. Equal points share a rank (1, 2, 2, 4): a
@@ -206,7 +208,7 @@ class PollStore:
         for index, (user, points) in enumerate(pairs):
             tied = board and board[-1]["points"] == int(points)
             rank = board[-1]["rank"] if tied else index + 1
-            board.append({"user_id": _text(user), "points": int(points), "rank": rank})
+            board.append({"user_id": text(user), "points": int(points), "rank": rank})
         return board
 
     async def leaderboard_entry(self, event_id: str, user_id: str) -> dict[str, Any] | None:
