@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.cluster import RedisCluster
 
 from emostream import keys
 from emostream.batch import PAYLOAD_FIELD, unpack_batch
@@ -129,6 +130,9 @@ async def test_a_hot_event_split_over_three_shards_is_exact(
         store.close()
     assert sorted(keys.sub_shards("hot", 3, 3)) == [0, 1, 2]
     assert all(share > sum(shares) / 6 for share in shares), shares
+    if isinstance(store, RedisCluster):  # three shards, on the three primaries
+        owners = {store.get_node_from_key(keys.raw_stream(shard)).name for shard in range(3)}
+        assert len(owners) == 3
 
 
 async def test_sigterm_flushes_what_ingest_accepted(processes: ProcessFactory) -> None:

@@ -27,7 +27,7 @@ from redis.asyncio.client import PubSub
 
 from .. import keys
 from ..connection import REDIS_FAULTS, is_cluster
-from ..lifecycle import all_or_first_failure, sleep_unless
+from ..lifecycle import sleep_unless
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,10 @@ class WindowSubscription:
 
     async def _listen_cluster(self, pubsubs: list[PubSub], stop: asyncio.Event) -> None:
         """One connection per primary owning shard channels, from a fresh slot map; the
-        first fault of any ends them all."""
+        first fault of any ends them all. Ended by asking, not by cancelling: a redis-py
+        PubSub cancelled inside get_message was seen never to finish (after a failover), which
+        held the node's resubscription for good; each listener checks ``over`` at least once
+        per ping interval instead."""
         cluster: Any = self.redis
         await cluster.nodes_manager.initialize()
         by_node: dict[str, tuple[Any, list[str]]] = {}
@@ -98,6 +101,7 @@ class WindowSubscription:
             node = cluster.get_node_from_key(channel)
             by_node.setdefault(node.name, (node, []))[1].append(channel)
         self._unconfirmed = self.settings.shards
+        over = asyncio.Event()
         listeners = []
         for node, channels in by_node.values():
             pool = ConnectionPool(
@@ -105,8 +109,14 @@ class WindowSubscription:
             )
             pubsub = PubSub(connection_pool=pool)
             pubsubs.append(pubsub)
-            listeners.append(self._listen(pubsub, channels, stop, sharded=True))
-        await all_or_first_failure(*listeners)
+            listeners.append(asyncio.create_task(self._listen(pubsub, channels, stop, over)))
+        try:
+            done, _ = await asyncio.wait(listeners, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            over.set()
+            await asyncio.wait(listeners)
+        for listener in done:
+            listener.result()
 
     async def _confirmed(self) -> None:
         """A subscribe confirmation: the last one of a round completes a subscription, and any
@@ -118,8 +128,15 @@ class WindowSubscription:
             self.subscribed.set()
 
     async def _listen(
-        self, pubsub: Any, channels: list[str], stop: asyncio.Event, sharded: bool = False
+        self,
+        pubsub: Any,
+        channels: list[str],
+        stop: asyncio.Event,
+        over: asyncio.Event | None = None,
     ) -> None:
+        """Listen until ``stop`` (or ``over``: then sharded channels, on a cluster)."""
+        sharded = over is not None
+        over = over or stop
         loop = asyncio.get_running_loop()
         silence_limit_s = self.settings.subscription_timeout_ms / 1000
         ping_every_s = silence_limit_s / PINGS_PER_TIMEOUT
@@ -129,7 +146,7 @@ class WindowSubscription:
         else:
             await pubsub.subscribe(*channels)
         heard = pinged = loop.time()
-        while not stop.is_set():
+        while not (stop.is_set() or over.is_set()):
             message = await pubsub.get_message(timeout=ping_every_s)
             now = loop.time()
             if message is not None:
