@@ -118,3 +118,34 @@ async def test_split_and_unsplit_publish_the_same_windows(
         records = await history(redis, settings, "hot")
         found.append([(r.total, r.unique_users, dict(r.counts)) for r in records if r.total])
     assert found[0] == found[1] and len(found[0]) == 5
+
+
+async def test_a_retired_split_event_leaves_every_shards_active_set(
+    redis: Redis, redis_server: PrivateRedis
+) -> None:
+    """Its own shard saw only the earlier window, the others a later one: once the event is
+    idle, no shard lists it (none would ever seal it again)."""
+    settings = quick_settings(
+        redis_server.url,
+        WINDOW_MS,
+        shards=3,
+        event_split=3,
+        event_idle_s=WINDOW_MS / 1000,
+        close_max_delay_ms=60_000,
+    )
+    buffer, flusher = make_ingest(redis, settings)
+    worker = Worker(redis, settings)
+    await worker.ensure_groups()
+    start = window_start(now_ms(), WINDOW_MS)
+    # Cut in three runs in order: the first (the event's own shard) in window W, the
+    # others in W + 1.
+    received = [start, start + WINDOW_MS + 1, start + WINDOW_MS + 2]
+    for index, at in enumerate(received):
+        buffer.add("hot", taps(index, 1), at)
+    # Closed live, a window at a time, as a running worker does, past the idle time.
+    for window in range(1, 8):
+        await close_through(flusher, worker, start + window * WINDOW_MS)
+    for shard in range(3):
+        assert await redis.zscore(keys.active_events(shard), "hot") is None, shard
+    records = await history(redis, settings, "hot")
+    assert sum(r.total for r in records) == 3

@@ -73,8 +73,7 @@ async def hand_over_late(
     redis: Redis, settings: Settings, shard: int, members: list[bytes]
 ) -> list[bytes]:
     """Late windows of events whose own shard is another one are moved to that shard's late
-    set (added there first: a crash in between only revises twice); returns the members that
-    stay here."""
+    set; returns the members that stay here."""
     staying: list[bytes] = []
     for member in members:
         event_id = member.decode().partition(" ")[0]
@@ -82,6 +81,9 @@ async def hand_over_late(
         if home == shard:
             staying.append(member)
             continue
-        await redis.sadd(keys.late_windows(home), member)
-        await redis.srem(keys.late_windows(shard), member)
+        # Taken from here first: a late reaction arriving meanwhile adds it here again and
+        # it is handed over at the next tick (added there first, a revision racing the move
+        # could swallow that reaction's revision).
+        if await redis.srem(keys.late_windows(shard), member):
+            await redis.sadd(keys.late_windows(home), member)
     return staying

@@ -58,7 +58,9 @@ class WindowSubscription:
     # Complete subscriptions so far: the first, then one per resubscription (on a cluster
     # the first counts once every shard channel is confirmed).
     subscriptions: int = field(init=False, default=0)
-    _unconfirmed: int = field(init=False, default=0)
+    # Channels of the current round not confirmed yet (a channel confirmed twice, by a
+    # reconnect, must not stand in for another).
+    _unconfirmed: set[bytes] = field(init=False, default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the subscription until ``stop``; resubscribe after any fault."""
@@ -69,7 +71,7 @@ class WindowSubscription:
                     await self._listen_cluster(pubsubs, stop)
                 else:
                     pubsubs.append(self.redis.pubsub())
-                    self._unconfirmed = 1
+                    self._unconfirmed = {keys.WINDOWS_CHANNEL.encode()}
                     await self._listen(pubsubs[0], [keys.WINDOWS_CHANNEL], stop)
             except REDIS_FAULTS as exc:
                 self.subscribed.clear()
@@ -100,7 +102,9 @@ class WindowSubscription:
             channel = keys.windows_channel(shard)
             node = cluster.get_node_from_key(channel)
             by_node.setdefault(node.name, (node, []))[1].append(channel)
-        self._unconfirmed = self.settings.shards
+        self._unconfirmed = {
+            keys.windows_channel(shard).encode() for shard in range(self.settings.shards)
+        }
         over = asyncio.Event()
         listeners = []
         for node, channels in by_node.values():
@@ -118,11 +122,12 @@ class WindowSubscription:
         for listener in done:
             listener.result()
 
-    async def _confirmed(self) -> None:
-        """A subscribe confirmation: the last one of a round completes a subscription, and any
-        later one (redis-py resubscribing a reconnected connection) is a resubscription."""
-        self._unconfirmed = max(self._unconfirmed - 1, 0)
-        if self._unconfirmed == 0:
+    async def _confirmed(self, channel: bytes) -> None:
+        """A subscribe confirmation: the last channel of a round completes a subscription, and
+        any later one (redis-py resubscribing a reconnected connection) is a resubscription;
+        a channel confirmed twice within a round stands in for no other."""
+        self._unconfirmed.discard(channel)
+        if not self._unconfirmed:
             self.subscriptions += 1
             await self.on_subscribed()
             self.subscribed.set()
@@ -155,7 +160,7 @@ class WindowSubscription:
                 if kind in ("message", "smessage"):
                     await self.on_window(message["data"])
                 elif kind in ("subscribe", "ssubscribe"):
-                    await self._confirmed()
+                    await self._confirmed(message["channel"])
                 elif kind == "sunsubscribe":
                     raise ChannelMoved(f"{message['channel']!r} moved to another primary")
             elif now - heard > silence_limit_s:
