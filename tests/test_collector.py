@@ -1,4 +1,5 @@
-"""The collection pacer: CPython's automatic full collections off, run between windows."""
+"""The collection pacer: CPython's automatic full collections off, run between windows, each
+freezing its survivors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from emostream.deliver.collector import NEVER, CollectionPacer
+
+
+@pytest.fixture(autouse=True)
+def thawed_afterwards() -> Iterator[None]:
+    """A due ``idle`` freezes this test process's heap: give it back to the collector."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture
@@ -76,5 +84,52 @@ def test_idle_collects_after_the_maximum_interval_regardless(full_collections: l
         full_collections.clear()
         pacer.idle()
         assert full_collections == [1]
+    finally:
+        pacer.uninstall()
+
+
+def test_a_collection_freezes_its_survivors_so_the_next_walks_only_newcomers() -> None:
+    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=3600.0, thaw_interval_s=3600.0)
+    pacer.install()
+    try:
+        gc.unfreeze()
+        survivors = [[index] for index in range(1000)]
+        for _ in range(11):
+            gc.collect(1)  # promotes them to the oldest generation
+        frozen_before = gc.get_freeze_count()
+        pacer.idle()
+        assert gc.get_freeze_count() >= frozen_before + len(survivors)
+        assert not any(item is survivors for item in gc.get_objects(generation=2))
+        # New garbage cycles are still found: they are not frozen yet.
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1
+    finally:
+        pacer.uninstall()
+
+
+def test_a_thaw_unfreezes_before_collecting_so_the_whole_heap_is_walked() -> None:
+    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=0.0, thaw_interval_s=0.0)
+    pacer.install()
+    try:
+        gc.freeze()
+        cycle: list[object] = []
+        cycle.append(cycle)
+        gc.freeze()  # a cycle frozen while alive, then dropped: only a thaw finds it
+        del cycle
+        collected: list[int] = []
+
+        def hook(phase: str, info: dict[str, int]) -> None:
+            if phase == "stop" and info["generation"] == 2:
+                collected.append(info["collected"])
+
+        gc.callbacks.append(hook)
+        try:
+            pacer.idle()
+        finally:
+            gc.callbacks.remove(hook)
+        assert pacer.thaws == 1
+        assert collected and collected[0] >= 1
     finally:
         pacer.uninstall()
