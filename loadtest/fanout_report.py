@@ -218,14 +218,16 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "## Garbage collection with the clients connected (emostream)",
             "",
-            "`emostream delivery` runs `gc.collect(); gc.freeze()` at start-up, before any "
-            "client connects; every object of a connection is created later, so it is tracked "
-            "by the collector. Here windows are published every "
+            "`emostream delivery` runs `gc.collect(); gc.freeze()` at start-up, and its "
+            "collection pacer (`deliver/collector.py`) freezes the survivors of every full "
+            "collection it runs between windows, so a full collection walks only the objects "
+            "that arrived since the last one (and a thaw every 10 minutes walks them all: "
+            "not within this run). Here windows are published every "
             f"{gc_result['interval_s']:.2f} s (twice the last-client p50 above, at most "
             f"{GC_INTERVAL_MAX_S:.0f} s; {report['gc_windows']} per series) and "
             f"{gc_result['delay_s'] * 1000:.0f} ms after the publish of the middle window the "
             "process is made to run a full `gc.collect()` (SIGUSR1, on its main thread, as an "
-            "automatic full collection would): first as shipped, then after `gc.freeze()` was "
+            "unpaced full collection would): first as shipped, then after `gc.freeze()` was "
             "called with every client connected (SIGUSR2). Largest gap: the worst window of "
             "the series; the other windows' median gap is given for comparison. Unforced full "
             "collections: those run during the series without the signal (by the delivery "
