@@ -20,6 +20,7 @@ from typing import Any
 from . import bench_e2e, bench_ingest, bench_votes, bench_worker, environment, plots
 from .bench_closer import CLOSER_BEGIN, CLOSER_END
 from .bench_report import figures_section, render
+from .bench_scaleout import SCALEOUT_BEGIN, SCALEOUT_END
 from .procs import ROOT
 
 DOCS = ROOT / "docs"
@@ -116,9 +117,12 @@ def kept_between(begin: str, end: str) -> str:
 
 
 def kept_sections() -> str:
-    """The fan-out and closer sections, kept when scripts/bench reruns."""
-    closer = kept_between(CLOSER_BEGIN, CLOSER_END)
-    return fanout_section() + (f"\n{CLOSER_BEGIN}{closer}{CLOSER_END}\n" if closer else "")
+    """The fan-out, closer and scale-out sections, kept when scripts/bench reruns."""
+    kept = fanout_section()
+    for begin, end in ((CLOSER_BEGIN, CLOSER_END), (SCALEOUT_BEGIN, SCALEOUT_END)):
+        section = kept_between(begin, end)
+        kept += f"\n{begin}{section}{end}\n" if section else ""
+    return kept
 
 
 def fanout_section() -> str:
