@@ -41,10 +41,11 @@ from typing import Any
 
 from emostream.connection import connect
 from emostream.redis_server import PrivateRedis, free_port
+from emostream.serving import run_on_fastest_loop
 
 from .bench_format import load_text, number
 from .bench_ingest import CONNECTIONS, LIMITS_ON, PATH, make_bodies
-from .bench_worker import preload, redis_cpu_s
+from .bench_worker import SHARDS, preload, redis_cpu_s
 from .fanout_servers import cpu_s
 from .loadgen import LoadResult, run_load
 from .procs import ROOT, child, child_env
@@ -56,7 +57,6 @@ SCALEOUT_END = "<!-- scaleout:end -->"
 TOLERANCE = 0.10
 PREDICTED_CORES = (1, 2, 4, 8, 16)
 
-WORKER_COUNTS = (1, 2, 4)
 INGEST_COUNTS = (1, 2)
 PER_POST = 100
 BATCH_REACTIONS = 10_000
@@ -76,54 +76,117 @@ async def preloaded(redis_url: str, total: int) -> None:
     await redis.aclose()
 
 
-def drain_with(redis_url: str, workers: int) -> dict[str, Any]:
-    """``workers`` drain processes on a freshly preloaded Redis, started together."""
-    redis_before = redis_cpu_s(redis_url)
+# Entries per stream per read, for every process count alike: small enough that 4 workers
+# each get many reads of the preloaded entries (the default, 64 per stream and two readers,
+# lets one worker take 512 entries, 5M reactions, in its first reads).
+READ_COUNT = 4
+# A stand-in for another busy process: hashes a 32 MB buffer over and over (C code streaming
+# through memory, as a worker's decode does), so caches are shared as with another worker.
+HOG = "import hashlib; b = bytes(32 << 20)\nwhile True: hashlib.sha256(b)"
+
+
+async def _drain(redis_url: str, start_at: float, name: str) -> dict[str, Any]:
+    from emostream.aggregate.worker import Worker
+    from emostream.settings import Settings
+
+    redis = connect(redis_url)
+    settings = Settings(redis_url=redis_url, shards=SHARDS, read_count=READ_COUNT)
+    worker = Worker(redis, settings, worker_id=name)
+    await worker.ensure_groups()
+    await redis.ping()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    started, cpu_started = time.time(), time.process_time()
+    # The first read pays the process's one-time costs (first allocations, code paths run
+    # for the first time): a fixed amount per process, which a short drain split over more
+    # processes would spread over fewer reactions each. It is reported apart.
+    await worker.read_new(None)
+    first_reactions, first_cpu_s = worker.reactions, time.process_time() - cpu_started
+    await worker.drain()
+    finished, cpu_s = time.time(), time.process_time() - cpu_started
+    await redis.aclose()
+    return {
+        "reactions": worker.reactions,
+        "started": started,
+        "finished": finished,
+        "cpu_s": cpu_s,
+        "first_reactions": first_reactions,
+        "first_cpu_s": first_cpu_s,
+    }
+
+
+def drain_with(redis_url: str, workers: int, hogs: int = 0) -> dict[str, Any]:
+    """``workers`` drain processes on a freshly preloaded Redis, started together, with
+    ``hogs`` busy processes beside them."""
     start_at = time.time() + 2.5  # after every child has imported and connected
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "loadtest.bench_worker", "drain", redis_url, str(start_at)]
-            + [f"w{index}"],
+            [sys.executable, "-m", "loadtest.bench_scaleout", "--drain", redis_url]
+            + [str(start_at), f"w{index}"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             env=child_env(None),
         )
         for index in range(workers)
     ]
+    busy = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
+    redis_before = redis_cpu_s(redis_url)
     results = []
-    for process in processes:
-        out, _ = process.communicate(timeout=300)
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    try:
+        for process in processes:
+            out, _ = process.communicate(timeout=300)
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    finally:
+        for hog in busy:
+            hog.kill()
+            hog.wait()
     redis_spent = redis_cpu_s(redis_url) - redis_before
     reactions = sum(r["reactions"] for r in results)
     elapsed = max(r["finished"] for r in results) - min(r["started"] for r in results)
     return {
         "reactions": reactions,
         "rate": reactions / elapsed,
-        # Each process's own CPU per reaction; a process that got no entries has none.
-        "process_us": [r["cpu_s"] / r["reactions"] * 1e6 for r in results if r["reactions"]],
+        # Each process's own CPU per reaction after its first read.
+        "process_us": [
+            (r["cpu_s"] - r["first_cpu_s"]) / (r["reactions"] - r["first_reactions"]) * 1e6
+            for r in results
+            if r["reactions"] > r["first_reactions"]
+        ],
+        # The same from the first read on, start-up costs included.
+        "whole_us": [r["cpu_s"] / r["reactions"] * 1e6 for r in results if r["reactions"]],
+        "first_read_cpu_ms": [r["first_cpu_s"] * 1000 for r in results],
         "shares": [r["reactions"] / reactions for r in results],
-        "all_us": sum(r["cpu_s"] for r in results) / reactions * 1e6,
+        "all_us": sum(r["cpu_s"] - r["first_cpu_s"] for r in results)
+        / sum(r["reactions"] - r["first_reactions"] for r in results)
+        * 1e6,
         "redis_us": redis_spent / reactions * 1e6,
     }
 
 
+# (workers, busy processes beside them): 1, 2 and 4 workers, and one worker time-sliced as
+# two and four are (the control: what sharing the cores alone does to one worker's figures).
+WORKER_RUNS = ((1, 0), (2, 0), (4, 0), (1, 1), (1, 3))
+
+
 def workers_tier(redis_url: str, reps: int, total: int) -> dict[str, Any]:
-    runs: dict[int, list[dict[str, Any]]] = {count: [] for count in WORKER_COUNTS}
+    runs: dict[tuple[int, int], list[dict[str, Any]]] = {run: [] for run in WORKER_RUNS}
     for rep in range(reps):
         # Rotate the order, so whichever runs while the machine is busier differs per rep.
-        order = WORKER_COUNTS[rep % 3 :] + WORKER_COUNTS[: rep % 3]
-        for count in order:
+        shift = rep % len(WORKER_RUNS)
+        for count, hogs in WORKER_RUNS[shift:] + WORKER_RUNS[:shift]:
             asyncio.run(preloaded(redis_url, total))
-            result = drain_with(redis_url, count)
-            runs[count].append(result)
+            result = drain_with(redis_url, count, hogs)
+            runs[count, hogs].append(result)
             print(
-                f"  scale-out rep {rep + 1}: {count} worker(s) {result['rate']:,.0f} reactions/s, "
-                f"process µs/reaction {', '.join(f'{v:.4f}' for v in result['process_us'])}, "
+                f"  scale-out rep {rep + 1}: {count} worker(s) + {hogs} busy "
+                f"{result['rate']:,.0f} reactions/s, process µs/reaction "
+                f"{', '.join(f'{v:.4f}' for v in result['process_us'])}, "
                 f"Redis {result['redis_us']:.4f} µs",
                 flush=True,
             )
-    return {str(count): summarise(values) for count, values in runs.items()}
+    return {
+        f"{count}+{hogs}" if hogs else str(count): summarise(values)
+        for (count, hogs), values in runs.items()
+    }
 
 
 def summarise(values: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,6 +195,10 @@ def summarise(values: list[dict[str, Any]]) -> dict[str, Any]:
         "rate": _median([v["rate"] for v in values]),
         "process_us": _median([_median(v["process_us"]) for v in values]),
         "process_us_max": _median([max(v["process_us"]) for v in values]),
+        "whole_us": _median([_median(v.get("whole_us", v["process_us"])) for v in values]),
+        "first_read_cpu_ms": _median(
+            [_median(v["first_read_cpu_ms"]) for v in values if "first_read_cpu_ms" in v] or [0]
+        ),
         "all_us": _median([v["all_us"] for v in values]),
         "redis_us": _median([v["redis_us"] for v in values]),
         "runs": values,
@@ -209,7 +276,7 @@ def ingest_tier(redis_url: str, reps: int, duration_s: float) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     reps = 3 if quick else 5
-    total = 3_000_000 if quick else 10_000_000
+    total = 6_000_000 if quick else 12_000_000
     duration_s = 3.0 if quick else 6.0
     load_before = os.getloadavg()
     started = time.time()
@@ -248,29 +315,50 @@ def within(value: float, reference: float) -> bool:
     return abs(value / reference - 1) <= TOLERANCE
 
 
-def tier_table(tier: dict[str, Any], counts: tuple[int, ...], what: str) -> list[str]:
+def tier_table(tier: dict[str, Any], rows: list[tuple[str, str, str | None]]) -> list[str]:
+    """One line per (key, label, control key): each against one process alone (the goal)
+    and, where given, against one process time-sliced the same way (the control)."""
     one = tier["1"]
+    figures = ("process_us", "process_us_max", "redis_us")
     lines = [
-        f"| {what} | reactions/s, all together | CPU µs per reaction: median process "
-        "| worst process | all processes | Redis CPU µs per reaction | vs one process "
-        "(median process, worst, Redis) | within 10% |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| processes | reactions/s, all together | CPU µs per reaction: median process "
+        "| worst process | all processes | Redis CPU µs per reaction "
+        "| vs one alone (median, worst, Redis) | within 10% of one alone "
+        "| vs one time-sliced the same way (median, worst, Redis) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
-    for count in counts:
-        row = tier[str(count)]
-        keys = ("process_us", "process_us_max", "redis_us")
-        ratios = ", ".join(f"{row[key] / one[key]:.2f}x" for key in keys)
-        verdict = (
-            "(reference)"
-            if count == 1
-            else ("met" if all(within(row[key], one[key]) for key in keys) else "**missed**")
-        )
+    for key, label, control in rows:
+        row = tier[key]
+        ratios = ", ".join(f"{row[f] / one[f]:.2f}x" for f in figures)
+        if key == "1":
+            verdict = "(reference)"
+        elif "+" in key:
+            verdict = "(control)"
+        else:
+            met = all(within(row[f], one[f]) for f in figures)
+            verdict = "met" if met else "**missed**"
+        controlled = "-"
+        if control is not None and control in tier:
+            controlled = ", ".join(f"{row[f] / tier[control][f]:.2f}x" for f in figures)
         lines.append(
-            f"| {count} | {number(row['rate'])} | {row['process_us']:.4f} "
+            f"| {label} | {number(row['rate'])} | {row['process_us']:.4f} "
             f"| {row['process_us_max']:.4f} | {row['all_us']:.4f} | {row['redis_us']:.4f} "
-            f"| {ratios} | {verdict} |"
+            f"| {ratios} | {verdict} | {controlled} |"
         )
     return lines
+
+
+WORKER_ROWS: list[tuple[str, str, str | None]] = [
+    ("1", "1 worker", None),
+    ("2", "2 workers", "1+1"),
+    ("4", "4 workers", "1+3"),
+    ("1+1", "1 worker + 1 busy process", None),
+    ("1+3", "1 worker + 3 busy processes", None),
+]
+INGEST_ROWS: list[tuple[str, str, str | None]] = [
+    ("1", "1 ingest", None),
+    ("2", "2 ingest", None),
+]
 
 
 def prediction(tier: dict[str, Any], cores: int) -> tuple[float, float]:
@@ -303,10 +391,18 @@ def render(result: dict[str, Any], code: str) -> str:
         f"{number(result['reactions_per_worker_run'])} preloaded reactions in packed entries "
         f"of {number(result['batch_reactions'])} (4 raw shards, ReactionBuffer + Flusher as "
         "ingest writes them), sharing the consumer groups; each process reports its CPU "
-        "time over the drain.",
+        "time after its first read and, apart, over that first read (which pays the "
+        "process's one-time start-up costs, a fixed amount a short drain split over more "
+        "processes would spread over fewer reactions each: median "
+        f"{workers['1']['first_read_cpu_ms']:.0f} ms of CPU for one worker's first read; "
+        "the whole drain's figure per process, start-up included, is in the JSON). "
+        "Every run reads 4 entries per stream per read (the default "
+        "64 would let one worker take most of them in its first reads). The control rows "
+        "run one worker beside busy processes (each hashing a 32 MB buffer over and over): "
+        "time-sliced as two and four workers are, without more workers.",
         "",
     ]
-    lines += tier_table(workers, WORKER_COUNTS, "workers")
+    lines += tier_table(workers, WORKER_ROWS)
     lines += [
         "",
         f"Ingest: `loadtest.servers ingest` on uvicorn (rate limits on, never refusing), "
@@ -316,7 +412,7 @@ def render(result: dict[str, Any], code: str) -> str:
         "XADDs) read after the last flush.",
         "",
     ]
-    lines += tier_table(ingest, INGEST_COUNTS, "ingest processes")
+    lines += tier_table(ingest, INGEST_ROWS)
     lines += [
         "",
         "Predicted throughput on N cores, one process per core, from one process's CPU per "
@@ -361,7 +457,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--no-write", action="store_true", help="print, leave docs alone")
+    parser.add_argument(
+        "--drain", nargs=3, metavar=("URL", "START_AT", "NAME"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.drain:
+        url, start_at, name = args.drain
+        print(json.dumps(run_on_fastest_loop(_drain(url, float(start_at), name))))
+        return
     result = run(args.quick)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
