@@ -8,9 +8,11 @@ primary's core is full.
 
 - Workers: the raw shards are preloaded with real packed batches (``bench_worker.preload``,
   ReactionBuffer + Flusher as ingest writes them); 1, 2 and 4 ``Worker.drain()`` processes
-  (``bench_worker``'s child) start on the same instant and share the consumer groups. Each
-  reports its reactions and its own CPU time over the drain; Redis's comes from ``INFO cpu``
-  before and after.
+  processes start on the same instant and share the consumer groups. Each reports its
+  reactions and its own CPU time after its first read (which pays one-time start-up costs);
+  Redis's comes from ``INFO cpu`` before and after. Control: one worker beside 1 and 3 busy
+  processes, time-sliced as 2 and 4 workers are, so what time slicing alone costs a process
+  is measured in the same run.
 - Ingest: 1 and 2 ingest processes (``loadtest.servers ingest`` on uvicorn, rate limits on,
   as ``bench_ingest`` runs it) under the same 64 wrk connections split between them, 100
   reactions per POST; each process's CPU from ``/proc/<pid>/stat`` around the load, Redis's
