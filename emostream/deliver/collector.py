@@ -9,8 +9,9 @@ generation since the last one, at most every ``min_interval_s``.
 
 Each collection is followed by ``gc.freeze()``: its survivors move to the permanent
 generation, so the next collection walks only objects that arrived since. A burst of
-connections is then walked once, in slices, while it arrives, and never again while windows
-flow. That is sound because a client that leaves is freed by reference counting alone:
+connections is then walked once, by the first collection after it (one pause of the old
+size, ~0.4 s for 10,000 clients, between windows), and never again while they stay. That
+is sound because a client that leaves is freed by reference counting alone:
 tests/test_departed_clients.py runs a real delivery process, lets hundreds of clients come
 and go, and finds no cycle they left behind. Anything else that could leave a cycle among
 frozen objects (a Redis connection replaced after a fault, say) is caught by a thaw: every
