@@ -57,6 +57,16 @@ async def settle(redis: Redis, settings: Settings, at_least: int) -> int:
     raise AssertionError(f"only {counted} of at least {at_least} reactions counted in time")
 
 
+async def recovered(roles: list[Process], cluster: PrivateCluster) -> tuple[Redis, Settings]:
+    """Every role still runs and delivery receives windows again; a client to read the
+    cluster with, and the roles' settings."""
+    for process in roles:
+        assert process.popen is not None and process.popen.poll() is None, process.log()
+    await delivery_keeps_receiving(roles[-1])
+    settings = Settings(redis_url=cluster.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
+    return connect_cluster(cluster.url), settings
+
+
 async def delivery_keeps_receiving(delivery: Process) -> None:
     """The delivery node is subscribed and windows still reach it after the fault."""
     before = httpx.get(f"{delivery.url}/healthz").json()["windows_received"]
@@ -87,7 +97,7 @@ async def test_a_primary_killed_under_load_fails_over_and_every_role_recovers(
     """With EMOSTREAM_REDIS_WAIT_REPLICAS=1 ingest keeps a batch until a replica has it, so
     the failover loses nothing; without, what the replica had not received is lost."""
     roles = start_roles(cluster_processes, EMOSTREAM_REDIS_WAIT_REPLICAS=str(wait_replicas))
-    ingest, delivery = roles[0], roles[-1]
+    ingest = roles[0]
     victim = redis_cluster.primary_of(keys.raw_stream(keys.shard_of("match-a", SHARDS)))
     sent: Counter[tuple[str, str]] = Counter()
     timeline: list[tuple[float, int]] = []
@@ -109,12 +119,7 @@ async def test_a_primary_killed_under_load_fails_over_and_every_role_recovers(
 
     await asyncio.gather(send_load(ingest.url, 31, 10, sent, timeline), kill_primary())
     assert len(redis_cluster.primaries()) == 3  # the replica took over the killed one's slots
-    for process in roles:
-        assert process.popen is not None and process.popen.poll() is None, process.log()
-    await delivery_keeps_receiving(delivery)
-
-    redis = connect_cluster(redis_cluster.url)
-    settings = Settings(redis_url=redis_cluster.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
+    redis, settings = await recovered(roles, redis_cluster)
     try:
         expected = sum(sent.values())
         at_risk = sum(n for t, n in timeline if crash["killed"] - 3 <= t <= crash["promoted"])
@@ -141,7 +146,7 @@ async def test_a_shards_slot_moved_under_load_loses_and_double_counts_nothing(
     cluster_processes: ProcessFactory, redis_cluster: PrivateCluster
 ) -> None:
     roles = start_roles(cluster_processes)
-    ingest, delivery = roles[0], roles[-1]
+    ingest = roles[0]
     shard = keys.shard_of("match-b", SHARDS)
     source = redis_cluster.primary_of(keys.raw_stream(shard))
     target = next(n for n in redis_cluster.primaries() if n.port != source.port)
@@ -157,12 +162,7 @@ async def test_a_shards_slot_moved_under_load_loses_and_double_counts_nothing(
     await asyncio.gather(send_load(ingest.url, 32, 8, sent, timeline), move())
     assert moved[0] > 0
     assert redis_cluster.primary_of(keys.raw_stream(shard)).port == target.port
-    for process in roles:
-        assert process.popen is not None and process.popen.poll() is None, process.log()
-    await delivery_keeps_receiving(delivery)
-
-    redis = connect_cluster(redis_cluster.url)
-    settings = Settings(redis_url=redis_cluster.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
+    redis, settings = await recovered(roles, redis_cluster)
     try:
         counted = await settle(redis, settings, sum(sent.values()))
         await assert_windows_equal_the_raw_streams(redis, settings)
