@@ -119,14 +119,9 @@ def run_in(tree: str, events: int, shards: int) -> dict[str, Any]:
 
 
 def write_section(section: str) -> None:
-    """Replace this benchmark's section of the report, or add it at the end."""
-    text = REPORT.read_text()
-    if CLOSER_BEGIN in text and CLOSER_END in text:
-        before, rest = text.split(CLOSER_BEGIN, 1)
-        text = before + CLOSER_BEGIN + section + CLOSER_END + rest.split(CLOSER_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{CLOSER_BEGIN}{section}{CLOSER_END}\n"
-    REPORT.write_text(text)
+    from .bench_report import write_section as write_report_section
+
+    write_report_section(CLOSER_BEGIN, CLOSER_END, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,18 @@ FANOUT_END = "<!-- fanout:end -->"
 TIERS = ("ingest", "worker", "e2e")
 
 
+def write_section(begin: str, end: str, section: str) -> None:
+    """Replace one benchmark's section of the report (between its markers), or add it at the
+    end: the scripts that own a section each rewrite only theirs."""
+    text = REPORT.read_text()
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + begin + section + end + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n{begin}{section}{end}\n"
+    REPORT.write_text(text)
+
+
 def figures_section(figures: list[tuple[str, str]]) -> str:
     if not figures:
         return ""

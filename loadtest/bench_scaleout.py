@@ -45,6 +45,7 @@ from emostream.connection import connect
 from emostream.redis_server import PrivateRedis, free_port
 from emostream.serving import run_on_fastest_loop
 
+from . import bench_report
 from .bench_format import load_text, number
 from .bench_ingest import CONNECTIONS, LIMITS_ON, PATH, make_bodies
 from .bench_worker import SHARDS, preload, redis_cpu_s
@@ -444,14 +445,7 @@ def render(result: dict[str, Any], code: str) -> str:
 
 
 def write_section(section: str) -> None:
-    """Replace this benchmark's section of the report, or add it at the end."""
-    text = REPORT.read_text()
-    if SCALEOUT_BEGIN in text and SCALEOUT_END in text:
-        before, rest = text.split(SCALEOUT_BEGIN, 1)
-        text = before + SCALEOUT_BEGIN + section + SCALEOUT_END + rest.split(SCALEOUT_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SCALEOUT_BEGIN}{section}{SCALEOUT_END}\n"
-    REPORT.write_text(text)
+    bench_report.write_section(SCALEOUT_BEGIN, SCALEOUT_END, section)
 
 
 def main() -> None:

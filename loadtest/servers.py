@@ -31,46 +31,44 @@ SERVERS = ("hypercorn", "uvicorn", "granian")
 HEADERS_202 = [(b"content-type", b"application/json")]
 
 
-async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        return await answer_lifespan(receive, send)
-    if scope["type"] != "http":
-        return
-    if scope["method"] == "GET":
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS_202})
-        await send({"type": "http.response.body", "body": b'{"role":"bare"}'})
-        return
+async def _request_body(receive: Any) -> bytes:
     chunks = []
     more = True
     while more:
         message = await receive()
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    payload = json.loads(b"".join(chunks))
-    accepted = len(payload) if isinstance(payload, list) else 1
-    body = b'{"accepted":%d}' % accepted
+    return b"".join(chunks)
+
+
+async def _answer(send: Any, status: int, body: bytes) -> None:
     headers = [*HEADERS_202, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def noparse_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         return await answer_lifespan(receive, send)
     if scope["type"] != "http":
         return
     if scope["method"] == "GET":
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS_202})
-        await send({"type": "http.response.body", "body": b'{"role":"noparse"}'})
+        return await _answer(send, 200, b'{"role":"bare"}')
+    payload = json.loads(await _request_body(receive))
+    accepted = len(payload) if isinstance(payload, list) else 1
+    await _answer(send, 202, b'{"accepted":%d}' % accepted)
+
+
+async def noparse_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The server's own limit: the body is read whole and not parsed."""
+    if scope["type"] == "lifespan":
+        return await answer_lifespan(receive, send)
+    if scope["type"] != "http":
         return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    body = b'{"accepted":1}'
-    headers = [*HEADERS_202, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 202, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    if scope["method"] == "GET":
+        return await _answer(send, 200, b'{"role":"noparse"}')
+    await _request_body(receive)
+    await _answer(send, 202, b'{"accepted":1}')
 
 
 def flask_app(redis_url: str) -> Any:
