@@ -68,15 +68,20 @@ TARGETS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def make_bodies(per_post: int, count: int = 64, seed: int = 7) -> list[bytes]:
+def make_bodies(
+    per_post: int, count: int = 64, seed: int = 7, one_user: bool = False
+) -> list[bytes]:
     """``count`` bodies of ``per_post`` reactions (one object when 1), UTF-8 as browsers send
-    them (``JSON.stringify`` leaves emojis unescaped), random user ids of a large audience."""
+    them (``JSON.stringify`` leaves emojis unescaped), random user ids of a large audience:
+    a user per reaction (what a relay gathering many viewers sends, the per-user limit's worst
+    case), or with ``one_user`` one per body (one viewer's taps, what the page sends)."""
     rng = random.Random(seed)
     emojis, weights = list(INGEST_EMOJI_MIX), list(INGEST_EMOJI_MIX.values())
     bodies = []
     for _ in range(count):
+        user = f"u-{rng.randrange(AUDIENCE)}"
         batch = [
-            {"user_id": f"u-{rng.randrange(AUDIENCE)}", "emoji": emoji}
+            {"user_id": user if one_user else f"u-{rng.randrange(AUDIENCE)}", "emoji": emoji}
             for emoji in rng.choices(emojis, weights, k=per_post)
         ]
         payload: Any = batch[0] if per_post == 1 else batch
@@ -90,6 +95,7 @@ class Measured:
     target: str
     server: str
     per_post: int
+    one_user: bool = False
     peaks: list[LoadResult] = field(default_factory=list)
     half: LoadResult | None = None
 
@@ -102,6 +108,7 @@ class Measured:
             "target": self.target,
             "server": self.server,
             "per_post": self.per_post,
+            "one_user": self.one_user,
             "rps": self.median("rps"),
             "rps_runs": [round(run.rps, 1) for run in self.peaks],
             "reactions_per_s": self.median("rps") * self.per_post,
@@ -161,7 +168,7 @@ def run(
         for url in urls.values():
             run_load(url, make_bodies(1), CONNECTIONS, 1)
         measured = {
-            (target, server, per_post): Measured(target, server, per_post)
+            (target, server, per_post, False): Measured(target, server, per_post)
             for per_post in (1, 100)
             for target, server in plan
         }
@@ -170,9 +177,9 @@ def run(
             for _ in range(reps):
                 for target, server in plan:
                     result = run_load(urls[target, server], bodies, CONNECTIONS, duration_s)
-                    measured[target, server, per_post].peaks.append(result)
+                    measured[target, server, per_post, False].peaks.append(result)
             for target, server in plan:
-                row = measured[target, server, per_post]
+                row = measured[target, server, per_post, False]
                 peak = row.median("rps")
                 row.half = run_paced(
                     urls[target, server], bodies, CONNECTIONS, duration_s, peak / 2
@@ -183,8 +190,31 @@ def run(
                     f"req/s p99 {row.half.p99_ms:.1f} ms",
                     flush=True,
                 )
+        measured.update(_limits_on_page_bodies(urls, reps, duration_s))
     rows = [m.as_dict() for m in measured.values()]
     return {"reps": reps, "duration_s": duration_s, "connections": CONNECTIONS, "rows": rows}
+
+
+# The rate limits' price on the bodies a page sends (one viewer's taps per POST), beside the
+# worst case above (a user per reaction): uvicorn, limits on and off, peaks only.
+PAGE_PLAN = [("ingest", "uvicorn"), ("ingest-nolimits", "uvicorn")]
+
+
+def _limits_on_page_bodies(
+    urls: dict[tuple[str, str], str], reps: int, duration_s: float
+) -> dict[tuple[str, str, int, bool], Measured]:
+    if any(target not in urls for target in PAGE_PLAN):
+        return {}
+    bodies = make_bodies(100, one_user=True)
+    measured = {(t, s, 100, True): Measured(t, s, 100, one_user=True) for t, s in PAGE_PLAN}
+    for _ in range(reps):
+        for target, server in PAGE_PLAN:
+            result = run_load(urls[target, server], bodies, CONNECTIONS, duration_s)
+            measured[target, server, 100, True].peaks.append(result)
+    for (target, server, _, _), row in measured.items():
+        peak = row.median("rps")
+        print(f"  ingest {target:15s} {server:9s} 100/POST, one user: {peak:8.0f} req/s")
+    return measured
 
 
 def main() -> None:

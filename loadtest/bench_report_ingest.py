@@ -17,9 +17,14 @@ FANOUT_END = "<!-- fanout:end -->"
 TIERS = ("ingest", "worker", "e2e")
 
 
-def _row(rows: list[dict[str, Any]], target: str, server: str, per_post: int) -> dict[str, Any]:
+def _row(
+    rows: list[dict[str, Any]], target: str, server: str, per_post: int, one_user: bool = False
+) -> dict[str, Any]:
+    """The row of a target; ``one_user``: measured on one viewer's bodies (a page's)."""
     for row in rows:
-        if (row["target"], row["server"], row["per_post"]) == (target, server, per_post):
+        if (row["target"], row["server"], row["per_post"]) == (target, server, per_post) and (
+            row.get("one_user", False) == one_user
+        ):
             return row
     return {}
 
@@ -43,7 +48,9 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
         f"{ingest['duration_s']:.0f} s per run, median of {ingest['reps']} run(s) (all runs "
         "listed; runs of every target interleaved). Bodies are 64 pre-generated requests in UTF-8 "
         "as browsers send them, with a weighted emoji mix (skin tones, ZWJ sequences, flags "
-        "including a tag sequence, VS16 forms) and random user ids. `emostream ingest` runs "
+        "including a tag sequence, VS16 forms) and a random user id per reaction (a relay's "
+        "bodies; the goals table adds one viewer's 100 taps per body, a page's). "
+        "`emostream ingest` runs "
         "with the per-user and per-address rate limits on (rates that never refuse, so every "
         "check is paid on accepted requests), and beside it with both off. The seed-style app "
         "and the bare handlers run on the same server software as ours so the ratio is about "
@@ -84,6 +91,8 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        if row["half_rps"] is None:
+            continue  # measured at its peak only
         out.append(
             f"| {NAMES[row['target']]} | {row['server']} | {row['per_post']} "
             f"| {number(row['rps'])} | "
@@ -119,14 +128,16 @@ def render_ingest(ingest: dict[str, Any], sweep: list[dict[str, Any]]) -> list[s
 
 SERVER_ORDER = ["hypercorn", "uvicorn", "granian"]
 
-# Issue 16 on uvicorn: (label, per POST, reference target, at least this ratio).
+# Issue 16 on uvicorn: (label, per POST, on one viewer's bodies, reference target, at least
+# this ratio).
 ISSUE16 = [
-    ("single ≥ 0.85x the bare json.loads handler", 1, "bare", 0.85),
-    ("single ≥ 0.7x the no-parse handler", 1, "noparse", 0.7),
-    ("100 per POST ≥ 1.3x the bare json.loads handler", 100, "bare", 1.3),
-    ("100 per POST ≥ 0.5x the no-parse handler", 100, "noparse", 0.5),
-    ("100 per POST, limits on ≥ 0.9x limits off", 100, "ingest-nolimits", 0.9),
-    ("single, limits on ≥ 0.9x limits off (no goal; for scale)", 1, "ingest-nolimits", 0.0),
+    ("single ≥ 0.85x the bare json.loads handler", 1, False, "bare", 0.85),
+    ("single ≥ 0.7x the no-parse handler", 1, False, "noparse", 0.7),
+    ("100 per POST ≥ 1.3x the bare json.loads handler", 100, False, "bare", 1.3),
+    ("100 per POST ≥ 0.5x the no-parse handler", 100, False, "noparse", 0.5),
+    ("100 per POST, a user each, limits on ≥ 0.9x off", 100, False, "ingest-nolimits", 0.9),
+    ("100 per POST, one user (a page), limits on ≥ 0.9x off", 100, True, "ingest-nolimits", 0.9),
+    ("single, limits on ≥ 0.9x limits off (no goal; for scale)", 1, False, "ingest-nolimits", 0.0),
 ]
 
 
@@ -139,9 +150,9 @@ def issue16_goals(rows: list[dict[str, Any]], server: str = "uvicorn") -> list[s
         "| goal | emostream req/s | reference req/s | ratio of medians | ratio per run | verdict |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
-    for label, per_post, reference, want in ISSUE16:
-        ours = _row(rows, "ingest", server, per_post)
-        base = _row(rows, reference, server, per_post)
+    for label, per_post, one_user, reference, want in ISSUE16:
+        ours = _row(rows, "ingest", server, per_post, one_user)
+        base = _row(rows, reference, server, per_post, one_user)
         if not ours or not base:
             continue
         have = ours["rps"] / base["rps"] if base["rps"] else 0.0
@@ -220,7 +231,7 @@ def ingest_goals(rows: list[dict[str, Any]]) -> list[str]:
 
 def server_choice(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's rule: if hypercorn misses, pick the ingest server by the numbers."""
-    ours = [row for row in rows if row["target"] == "ingest"]
+    ours = [row for row in rows if row["target"] == "ingest" and not row.get("one_user")]
     if len({row["server"] for row in ours}) < 2:
         return [
             "Only one server was measured for ingest in this run; the full run compares "
