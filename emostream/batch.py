@@ -41,7 +41,6 @@ reactions): deploy workers before ingest.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import itertools
 from collections import Counter
@@ -50,31 +49,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import numpy as np
 
+from .columns import (
+    dictionary_coded,
+    emoji_codes,
+    emoji_counts,
+    joined_users,
+    users_hll,
+    users_of,
+    window_slices,
+)
 from .errors import BatchError
-from .hyperloglog import MERGE_MIN_USERS, dense_of_joined
+from .hyperloglog import MERGE_MIN_USERS
 from .rules import AggregationRule
 
 BATCH_VERSION = 3
 # What a batch of reactions may be written as (the worker reads both); votes are version 2.
 READABLE_VERSIONS = (2, 3)
 VOTES_VERSION = 2
-# Past this many distinct emojis in one group, a code takes two bytes.
-ONE_BYTE_CODES = 256
 PAYLOAD_FIELD = b"b"
 VOTES_KIND = "votes/1"
 
 
 @dataclass(slots=True)
-class EventColumns:
+class UserColumns:
+    """Rows of a group kept column by column, one list per field, no object per row; every
+    row has a user, so ``users`` says how many there are."""
+
     users: list[str] = field(default_factory=list)
-    emojis: list[str] = field(default_factory=list)
-    received_ms: list[int] = field(default_factory=list)
-    client_ts_ms: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.users)
+
+
+@dataclass(slots=True)
+class EventColumns(UserColumns):
+    """Reactions buffered for one event."""
+
+    emojis: list[str] = field(default_factory=list)
+    received_ms: list[int] = field(default_factory=list)
+    client_ts_ms: list[int | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,29 +103,17 @@ class Batch:
         return sum(len(columns) for columns in self.events.values())
 
 
-def _window_slices(received: list[int], window_ms: int) -> list[tuple[int, int, int]]:
-    """(window start, from, to) slices of sorted receive times: a few bisects per batch."""
-    slices: list[tuple[int, int, int]] = []
-    index = 0
-    while index < len(received):
-        start = received[index] - received[index] % window_ms
-        end = bisect.bisect_left(received, start + window_ms, index)
-        slices.append((start, index, end))
-        index = end
-    return slices
-
-
 def pack_batch(batch: Batch, window_ms: int) -> bytes:
     groups: list[list[Any]] = []
     for event_id, c in batch.events.items():
-        for start, a, b in _window_slices(c.received_ms, window_ms):
+        for start, a, b in window_slices(c.received_ms, window_ms):
             runs = [[ms, len(list(run))] for ms, run in itertools.groupby(c.received_ms[a:b])]
-            distinct, codes = _dictionary_coded(c.emojis[a:b])
+            distinct, codes = dictionary_coded(c.emojis[a:b])
             groups.append(
                 [
                     event_id,
                     start,
-                    _joined_users(c.users[a:b]),
+                    joined_users(c.users[a:b]),
                     distinct,
                     codes,
                     runs,
@@ -129,48 +131,6 @@ def pack_batch(batch: Batch, window_ms: int) -> bytes:
     )
 
 
-def _joined_users(users: list[str]) -> str | bytes:
-    """A group's user ids separated by newlines (cheaper to pack than a msgpack array, and the
-    worker finds them with numpy); as a msgpack array should an id hold a newline, which a
-    validated one never does."""
-    joined = "\n".join(users)
-    if joined.count("\n") == len(users) - 1:
-        return joined
-    return msgpack.packb(users)
-
-
-def _users(field: Any) -> list[str]:
-    if isinstance(field, str):
-        return field.split("\n")
-    users = msgpack.unpackb(field, raw=False)
-    if not isinstance(users, list):
-        raise BatchError("a group's users are malformed")
-    return users
-
-
-def _dictionary_coded(emojis: list[str]) -> tuple[list[str], bytes]:
-    distinct = list(dict.fromkeys(emojis))
-    index = {emoji: code for code, emoji in enumerate(distinct)}
-    if len(distinct) <= ONE_BYTE_CODES:
-        return distinct, bytes(map(index.__getitem__, emojis))
-    return distinct, np.fromiter(map(index.__getitem__, emojis), dtype="<u2").tobytes()
-
-
-def _codes(distinct: Any, codes: Any) -> np.ndarray:
-    if not isinstance(distinct, list) or not isinstance(codes, bytes):
-        raise BatchError("emoji codes are malformed")
-    width = "u1" if len(distinct) <= ONE_BYTE_CODES else "<u2"
-    return np.frombuffer(codes, dtype=width)
-
-
-def _emoji_counts(distinct: list[str], codes: np.ndarray) -> Counter[str]:
-    """Per-emoji counts of a dictionary-coded column, at C speed."""
-    counts = np.bincount(codes, minlength=len(distinct))
-    if len(counts) != len(distinct):
-        raise BatchError("an emoji code names no emoji")
-    return Counter({str(e): int(n) for e, n in zip(distinct, counts.tolist(), strict=True) if n})
-
-
 def _groups(data: Any) -> Iterator[tuple[Any, Any, Any, list[str], Any, Any, Any]]:
     """(event id, start, users, distinct emojis, codes, runs, client ts) of every group; a
     version-2 group's emojis as they were (a list), with codes None."""
@@ -179,7 +139,7 @@ def _groups(data: Any) -> Iterator[tuple[Any, Any, Any, list[str], Any, Any, Any
             yield event_id, start, users, emojis, None, runs, client_ts
     else:
         for event_id, start, users, distinct, codes, runs, client_ts in data["groups"]:
-            yield event_id, start, users, distinct, _codes(distinct, codes), runs, client_ts
+            yield event_id, start, users, distinct, emoji_codes(distinct, codes), runs, client_ts
 
 
 @contextlib.contextmanager
@@ -218,7 +178,7 @@ def unpack_batch(payload: bytes) -> Batch:
         for event_id, _start, users_packed, emojis, codes, runs, client_ts in _groups(data):
             if codes is not None:
                 emojis = list(map(emojis.__getitem__, codes.tolist()))
-            users = _users(users_packed)
+            users = users_of(users_packed)
             received = [ms for ms, count in runs for _ in range(count)]
             if not len(users) == len(emojis) == len(received) == len(client_ts):
                 raise BatchError(f"columns of event {event_id!r} differ in length")
@@ -266,15 +226,11 @@ class BatchTally:
 
 
 @dataclass(slots=True)
-class VoteColumns:
-    """Votes buffered for one poll, column-wise."""
+class VoteColumns(UserColumns):
+    """Votes buffered for one poll."""
 
-    users: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.users)
 
 
 def pack_votes(
@@ -324,18 +280,6 @@ def _vote_groups(data: Any) -> list[VoteGroup]:
     return groups
 
 
-def _users_hll(users: str | bytes, total: int) -> bytes | None:
-    """The dense HyperLogLog of a large group's users; None for ids that cannot be joined
-    by newlines (PFADD takes them as they are)."""
-    if isinstance(users, str):
-        return dense_of_joined(users.encode(), total)  # ValueError: a BatchError
-    ids = msgpack.unpackb(users, raw=True)
-    if not isinstance(ids, list) or len(ids) != total:
-        raise BatchError("a group's users and emojis differ in length")
-    joined = b"\n".join(ids)  # an id that is not a string: TypeError, a BatchError
-    return dense_of_joined(joined, total) if joined.count(b"\n") == total - 1 else None
-
-
 def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
     """Count a packed batch per event and window without decoding its user ids; for an
     entry of votes, only split it into its polls' groups (Lua counts them)."""
@@ -358,10 +302,10 @@ def tally_batch(payload: bytes, rule: AggregationRule) -> BatchTally:
             if codes is None:
                 total, counts = len(emojis), Counter(emojis)
             else:
-                total, counts = len(codes), _emoji_counts(emojis, codes)
+                total, counts = len(codes), emoji_counts(emojis, codes)
             tally = WindowTally(str(event_id), int(start), total, rule.tally(counts), b"")
             if total >= MERGE_MIN_USERS:
-                tally.users_hll = _users_hll(users_packed, total)
+                tally.users_hll = users_hll(users_packed, total)
             if tally.users_hll is None:  # few users: their ids, for PFADD
                 tally.users_packed = (
                     msgpack.packb(users_packed.split("\n"))

@@ -26,10 +26,18 @@ class BatchError(EmostreamError, ValueError):
 
 
 class ApiError(EmostreamError):
-    """An HTTP error with the one JSON shape every endpoint answers with."""
+    """An HTTP error with the one JSON shape every endpoint answers with. A subclass names its
+    status and stable code in its class line: ``class Forbidden(ApiError, status=403, ...)``."""
 
     status = 500
     code = "internal"
+
+    def __init_subclass__(cls, status: int | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
@@ -58,41 +66,31 @@ class ApiError(EmostreamError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
-class MalformedBody(ApiError, ValueError):
+class MalformedBody(ApiError, ValueError, status=400, code="malformed"):
     """400: the body cannot be parsed at all, or has the wrong overall shape."""
 
-    status, code = 400, "malformed"
 
-
-class Unauthorized(ApiError):
+class Unauthorized(ApiError, status=401, code="unauthorized"):
     """401: the call needs ``Authorization: Bearer <token>``, and had none or a wrong one."""
-
-    status, code = 401, "unauthorized"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="emostream"'}
 
 
-class Forbidden(ApiError):
+class Forbidden(ApiError, status=403, code="forbidden"):
     """403: a token was given, but it is not the one this resource was given out with."""
 
-    status, code = 403, "forbidden"
 
-
-class Conflict(ApiError):
+class Conflict(ApiError, status=409, code="conflict"):
     """409: the resource exists, and the request may not replace it."""
 
-    status, code = 409, "conflict"
 
-
-class NotFound(ApiError, LookupError):
+class NotFound(ApiError, LookupError, status=404, code="not_found"):
     """404: no such path, or nothing registered under the id."""
 
-    status, code = 404, "not_found"
 
-
-class MethodNotAllowed(ApiError):
-    status, code = 405, "method_not_allowed"
+class MethodNotAllowed(ApiError, status=405, code="method_not_allowed"):
+    """405: the path exists, but not for this method; ``Allow`` names the ones it takes."""
 
     def __init__(self, message: str, allow: str | None = None) -> None:
         super().__init__(message)
@@ -102,80 +100,66 @@ class MethodNotAllowed(ApiError):
         return {"Allow": self.allow} if self.allow else {}
 
 
-class RequestTimeout(ApiError, TimeoutError):
-    status, code = 408, "request_timeout"
+class RequestTimeout(ApiError, TimeoutError, status=408, code="request_timeout"):
+    """408: the request head or its body did not arrive within its deadline."""
 
 
-class BodyTooLarge(ApiError):
+class BodyTooLarge(ApiError, status=413, code="too_large"):
     """413: the body is over the byte limit; refused while it is read, never after."""
-
-    status, code = 413, "too_large"
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"body is larger than {limit} bytes")
 
 
-class TooManyReactions(ApiError):
-    status, code = 413, "too_many_reactions"
+class TooManyReactions(ApiError, status=413, code="too_many_reactions"):
+    """413: more reactions in one request than ``EMOSTREAM_MAX_BATCH``."""
 
     def __init__(self, limit: int, got: int) -> None:
         super().__init__(f"at most {limit} reactions per request, got {got}")
 
 
-class UnsupportedMediaType(ApiError):
-    status, code = 415, "unsupported_media_type"
+class UnsupportedMediaType(ApiError, status=415, code="unsupported_media_type"):
+    """415: a body in a media type or content encoding the endpoint does not take."""
 
 
-class HeadersTooLarge(ApiError):
+class HeadersTooLarge(ApiError, status=431, code="headers_too_large"):
     """431: the request line and headers are over the byte limit; the server refuses them
     before any app sees the request."""
-
-    status, code = 431, "headers_too_large"
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request headers are larger than {limit} bytes")
 
 
-class InvalidField(ApiError, ValueError):
+class InvalidField(ApiError, ValueError, status=422, code="invalid_field"):
     """422: a field is present but its value breaks the contract (or it is missing:
     ``code="missing_field"``)."""
-
-    status, code = 422, "invalid_field"
 
     def __init__(self, field: str, message: str, code: str | None = None) -> None:
         super().__init__(message, field, code=code)
 
 
-class UnknownEvent(ApiError, LookupError):
+class UnknownEvent(ApiError, LookupError, status=404, code="unknown_event"):
     """404: the event is not on the allow-list (``EMOSTREAM_EVENTS``)."""
-
-    status, code = 404, "unknown_event"
 
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event {event_id!r} does not take reactions here", "event_id")
 
 
-class InvalidState(Conflict):
+class InvalidState(Conflict, code="invalid_state"):
     """409: the call does not fit the state of what it names (a poll's life cycle)."""
 
-    code = "invalid_state"
 
-
-class PollNotOpen(Conflict):
+class PollNotOpen(Conflict, code="poll_not_open"):
     """409: a vote for a poll that is not open (not opened yet, or locked)."""
 
-    code = "poll_not_open"
+
+class RateLimited(ApiError, status=429, code="rate_limited"):
+    """429: over a rate limit; Retry-After says when to try again."""
 
 
-class RateLimited(ApiError):
-    status, code = 429, "rate_limited"
-
-
-class TooManyEvents(RateLimited):
+class TooManyEvents(RateLimited, code="too_many_events"):
     """429: a reaction to an event that is not active while ``EMOSTREAM_MAX_ACTIVE_EVENTS``
     events are; Retry-After says when room may have freed up."""
-
-    code = "too_many_events"
 
     def __init__(self, event_id: str, reason: str, retry_after_s: int) -> None:
         super().__init__(
@@ -185,10 +169,8 @@ class TooManyEvents(RateLimited):
         )
 
 
-class Unavailable(ApiError):
+class Unavailable(ApiError, status=503, code="unavailable"):
     """503: buffer full or Redis unavailable; the client should retry after a pause."""
-
-    status, code = 503, "unavailable"
 
     def __init__(self, message: str, retry_after_s: int = 1, code: str | None = None) -> None:
         super().__init__(message, code=code, retry_after_s=retry_after_s)

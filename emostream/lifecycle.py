@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 def instance_id() -> str:
@@ -41,6 +41,22 @@ async def running(
     finally:
         stop.set()
         await task
+
+
+class Service(Protocol):
+    """A long-lived piece that runs until its ``stop`` is set."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+@contextlib.asynccontextmanager
+async def serving(name: str, service: S) -> AsyncIterator[S]:
+    """``running(name, service.run)``, handing the block ``service``."""
+    async with running(name, service.run):
+        yield service
 
 
 async def all_or_first_failure(*steps: Coroutine[Any, Any, None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import openapi_schemas as spec
 from .contract import CLIENT_ID_RULE, CONTRACT_VERSION
 from .openapi_polls import POLL_READ_PATHS, POLL_WRITE_PATHS
 from .openapi_schemas import (
@@ -21,14 +22,9 @@ from .openapi_schemas import (
     PREFLIGHT,
     SCHEMAS,
     SECURITY_SCHEMES,
-    _json,
-    _json_body,
-    _reactions_body,
-    _ref,
-    errors,
 )
 
-REACTION_ERRORS = errors(400, 405, 408, 413, 415, 422, 503)
+REACTION_ERRORS = spec.errors(400, 405, 408, 413, 415, 422, 503)
 
 # The operations of the ingest fast path (ingest/fastpath.py).
 REACTION_PATHS: dict[str, Any] = {
@@ -39,20 +35,17 @@ REACTION_PATHS: dict[str, Any] = {
             "summary": "Send reactions",
             "description": "Validated whole, stamped with the server's receive time, "
             "buffered for the next flush. application/msgpack carries the same structure.",
-            "requestBody": _reactions_body("Reaction"),
+            "requestBody": spec.reactions_body("Reaction"),
             "responses": {
-                "202": _json("every reaction was accepted", _ref("Accepted")),
+                "202": spec.json_answer("every reaction was accepted", spec.ref("Accepted")),
                 **REACTION_ERRORS,
-                **errors(404),
+                **spec.errors(404),
             },
         },
         "options": {
             **PREFLIGHT,
             "operationId": "preflight_reactions",
-            # A preflight is allowed for any id: the POST itself checks it, and answers why.
-            "parameters": [
-                {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            "parameters": [spec.path_id("event_id")],
         },
     },
     "/send_emoji": {
@@ -60,20 +53,19 @@ REACTION_PATHS: dict[str, Any] = {
             "operationId": "post_send_emoji",
             "summary": "Send reactions, seed-compatible",
             "description": "Counted under `event_id`, else the default event `live`.",
-            "requestBody": _reactions_body("SeedReaction"),
+            "requestBody": spec.reactions_body("SeedReaction"),
             "responses": {
                 # 200, not 202: the seed answered 200, and its clients count anything else as
                 # a failure (ingest/accept.py).
-                "200": _json(
+                "200": spec.json_answer(
                     "every reaction was accepted; `ts_dropped` timestamps were unreadable",
-                    {
-                        "type": "object",
-                        "required": ["accepted", "ts_dropped"],
-                        "properties": {
+                    spec.object_of(
+                        {
                             "accepted": {"type": "integer", "minimum": 1, "maximum": 500},
                             "ts_dropped": {"type": "integer", "minimum": 0, "maximum": 500},
                         },
-                    },
+                        required=["accepted", "ts_dropped"],
+                    ),
                 ),
                 **REACTION_ERRORS,
             },
@@ -87,7 +79,7 @@ DELIVERY_PATHS: dict[str, Any] = {
         "get": {
             "operationId": "get_delivery_health",
             "summary": "Health of this delivery node",
-            "responses": {"200": _json("alive", _ref("Health"))},
+            "responses": {"200": spec.json_answer("alive", spec.ref("Health"))},
         }
     },
     "/v1/stats": {
@@ -95,7 +87,10 @@ DELIVERY_PATHS: dict[str, Any] = {
             "operationId": "get_stats",
             "summary": "Operator stats (the dashboard's source)",
             "security": [{}, {"adminToken": []}],
-            "responses": {"200": _json("a snapshot", _ref("Stats")), **errors(401, 503)},
+            "responses": {
+                "200": spec.json_answer("a snapshot", spec.ref("Stats")),
+                **spec.errors(401, 503),
+            },
         }
     },
     "/v1/events/{event_id}/windows": {
@@ -116,8 +111,8 @@ DELIVERY_PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {
-                "200": _json("oldest first", {"type": "array", "items": _ref("Window")}),
-                **errors(404, 422, 503),
+                "200": spec.json_answer("oldest first", spec.array_of(spec.ref("Window"))),
+                **spec.errors(404, 422, 503),
             },
         }
     },
@@ -139,7 +134,7 @@ DELIVERY_PATHS: dict[str, Any] = {
                     "description": "never ends by itself",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
-                **errors(404, 422),
+                **spec.errors(404, 422),
             },
         }
     },
@@ -149,10 +144,10 @@ DELIVERY_PATHS: dict[str, Any] = {
             "summary": "Assign a client to the least-loaded live node of a cluster",
             "parameters": [EVENT_ID],
             "security": [{}, {"registrationToken": []}],
-            "requestBody": _json_body("Registration", required=False),
+            "requestBody": spec.json_body("Registration", required=False),
             "responses": {
-                "201": _json("assigned", _ref("Assignment")),
-                **errors(400, 404, 408, 409, 413, 422, 429, 503),
+                "201": spec.json_answer("assigned", spec.ref("Assignment")),
+                **spec.errors(400, 404, 408, 409, 413, 422, 429, 503),
             },
         }
     },
@@ -166,7 +161,7 @@ DELIVERY_PATHS: dict[str, Any] = {
             "security": [{}, {"registrationToken": []}],
             "responses": {
                 "204": {"description": "forgotten"},
-                **errors(401, 403, 404, 422, 503),
+                **spec.errors(401, 403, 404, 422, 503),
             },
         }
     },
@@ -175,11 +170,8 @@ DELIVERY_PATHS: dict[str, Any] = {
 
 # A whole number stands for its decimal text, which the id grammar allows negative too.
 SEED_ID = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
-SCHEMAS["SeedRegistration"] = {
-    "type": "object",
-    "description": "What the seed's clients send; ids may be whole numbers.",
-    "required": ["user_id"],
-    "properties": {
+SCHEMAS["SeedRegistration"] = spec.object_of(
+    {
         "user_id": {**SEED_ID, "description": CLIENT_ID_RULE + ", or a whole number"},
         # Absent or null: the default, as the seed's clients may send either.
         "group_id": {
@@ -191,26 +183,30 @@ SCHEMAS["SeedRegistration"] = {
             "description": "absent or null: the default event",
         },
     },
-}
+    required=["user_id"],
+    description="What the seed's clients send; ids may be whole numbers.",
+)
 SCHEMAS["SeedAssignment"] = {
     "allOf": [
         {**SCHEMAS["Assignment"], "required": ["client_id", "event_id", "cluster", "stream_url"]},
-        {
-            "type": "object",
-            "required": ["user_id", "group_id"],
-            "properties": {"user_id": {"type": "string"}, "group_id": {"type": "string"}},
-        },
+        spec.object_of(
+            {"user_id": {"type": "string"}, "group_id": {"type": "string"}},
+            required=["user_id", "group_id"],
+        ),
     ]
 }
-SEED_ERRORS = errors(400, 408, 409, 413, 422, 429, 503)
+SEED_ERRORS = spec.errors(400, 408, 409, 413, 422, 429, 503)
 # The seed's registration aliases (deliver/seed.py): 200 for success, as the seed answered.
 DELIVERY_PATHS["/register"] = {
     "post": {
         "operationId": "seed_register",
         "summary": "Register, seed-compatible: an open registration (no token)",
         "security": [{}, {"registrationToken": []}],
-        "requestBody": _json_body("SeedRegistration"),
-        "responses": {"200": _json("assigned", _ref("SeedAssignment")), **SEED_ERRORS},
+        "requestBody": spec.json_body("SeedRegistration"),
+        "responses": {
+            "200": spec.json_answer("assigned", spec.ref("SeedAssignment")),
+            **SEED_ERRORS,
+        },
     }
 }
 DELIVERY_PATHS["/unregister"] = {
@@ -218,21 +214,20 @@ DELIVERY_PATHS["/unregister"] = {
         "operationId": "seed_unregister",
         "summary": "Unregister, seed-compatible; a registration with a token needs it",
         "security": [{}, {"registrationToken": []}],
-        "requestBody": _json_body("SeedRegistration"),
+        "requestBody": spec.json_body("SeedRegistration"),
         "responses": {
-            "200": _json(
+            "200": spec.json_answer(
                 "forgotten",
-                {
-                    "type": "object",
-                    "required": ["user_id", "event_id", "unregistered"],
-                    "properties": {
+                spec.object_of(
+                    {
                         "user_id": {"type": "string"},
                         "event_id": {"type": "string"},
                         "unregistered": {"const": True},
                     },
-                },
+                    required=["user_id", "event_id", "unregistered"],
+                ),
             ),
-            **errors(400, 401, 403, 404, 408, 413, 422, 503),
+            **spec.errors(400, 401, 403, 404, 408, 413, 422, 503),
         },
     }
 }

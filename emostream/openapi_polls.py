@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import openapi_schemas as spec
 from .contract import CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
 from .openapi_schemas import (
     EVENT_ID,
@@ -13,28 +14,19 @@ from .openapi_schemas import (
     SCHEMAS,
     SECURITY_SCHEMES,
     USER_ID_PATTERN,
-    _json,
-    _json_body,
-    _path_id,
-    _reactions_body,
-    _ref,
-    errors,
 )
 
-POLL_ID = _path_id("poll_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
-USER_ID = _path_id("user_id", USER_ID_PATTERN, USER_ID_RULE)
-SCHEMAS["PollDefinition"] = {
-    "type": "object",
-    "required": ["question", "options"],
-    "properties": {
+POLL_ID = spec.path_id("poll_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
+USER_ID = spec.path_id("user_id", USER_ID_PATTERN, USER_ID_RULE)
+SCHEMAS["PollDefinition"] = spec.object_of(
+    {
         "question": {"type": "string", "minLength": 1, "maxLength": 500},
-        "options": {
-            "type": "array",
-            "minItems": 2,
-            "maxItems": 20,
-            "uniqueItems": True,
-            "items": {"type": "string", "minLength": 1, "maxLength": 64},
-        },
+        "options": spec.array_of(
+            {"type": "string", "minLength": 1, "maxLength": 64},
+            minItems=2,
+            maxItems=20,
+            uniqueItems=True,
+        ),
         "kind": {"enum": ["poll", "trivia"]},
         "results": {"enum": ["live", "on_reveal"]},
         "votes_per_user": {"type": "integer", "minimum": 1},
@@ -43,39 +35,32 @@ SCHEMAS["PollDefinition"] = {
         "duration_s": {"type": "integer", "minimum": 1, "maximum": 24 * 3600},
         "answer": {"type": "string", "description": "trivia only: one of the options"},
     },
-}
-SCHEMAS["Poll"] = {
-    "type": "object",
-    "description": "A poll as the caller may see it: votes hidden until the reveal for "
-    "`on_reveal` results, and a trivia answer until the reveal, except to the admin token.",
-    "required": ["v", "event_id", "poll_id", "question", "kind", "state", "options", "version"],
-    "properties": {
+    required=["question", "options"],
+)
+SCHEMAS["Poll"] = spec.object_of(
+    {
         "v": {"const": CONTRACT_VERSION},
         "event_id": {"type": "string"},
         "poll_id": {"type": "string"},
         "question": {"type": "string"},
         "kind": {"enum": ["poll", "trivia"]},
         "state": {"enum": ["draft", "open", "locked", "revealed", "closed"]},
-        "options": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["option"],
-                "properties": {
-                    "option": {"type": "string"},
-                    "votes": {"type": "integer", "minimum": 0},
-                },
-            },
-        },
+        "options": spec.array_of(
+            spec.object_of(
+                {"option": {"type": "string"}, "votes": {"type": "integer", "minimum": 0}},
+                required=["option"],
+            )
+        ),
         "total": {"type": "integer", "minimum": 0},
         "version": {"type": "integer"},
         "frozen": {"type": "boolean"},
     },
-}
-SCHEMAS["Vote"] = {
-    "type": "object",
-    "required": ["option"],
-    "properties": {
+    required=["v", "event_id", "poll_id", "question", "kind", "state", "options", "version"],
+    description="A poll as the caller may see it: votes hidden until the reveal for "
+    "`on_reveal` results, and a trivia answer until the reveal, except to the admin token.",
+)
+SCHEMAS["Vote"] = spec.object_of(
+    {
         "user_id": {
             "type": "string",
             "pattern": USER_ID_PATTERN,
@@ -83,16 +68,16 @@ SCHEMAS["Vote"] = {
         },
         "option": {"type": "string", "description": "one of the poll's options"},
     },
-}
-SCHEMAS["LeaderboardEntry"] = {
-    "type": "object",
-    "required": ["user_id", "points", "rank"],
-    "properties": {
+    required=["option"],
+)
+SCHEMAS["LeaderboardEntry"] = spec.object_of(
+    {
         "user_id": {"type": "string"},
         "points": {"type": "integer"},
         "rank": {"type": "integer", "minimum": 1},
     },
-}
+    required=["user_id", "points", "rank"],
+)
 SECURITY_SCHEMES["userToken"] = {
     "type": "http",
     "scheme": "bearer",
@@ -106,7 +91,7 @@ WHY_POLLS = {
 
 
 def poll_errors(*statuses: int) -> dict[str, Any]:
-    answers = errors(*statuses)
+    answers = spec.errors(*statuses)
     for status, why in WHY_POLLS.items():
         if str(status) in answers:
             answers[str(status)]["description"] = why
@@ -123,15 +108,16 @@ def _transition(action: str, summary: str) -> dict[str, Any]:
         "summary": summary,
         "parameters": [EVENT_ID, POLL_ID],
         "security": ADMIN_ONLY,
-        "responses": {"200": _json("the poll, as the admin sees it", _ref("Poll")), **ADMIN_ERRORS},
+        "responses": {
+            "200": spec.json_answer("the poll, as the admin sees it", spec.ref("Poll")),
+            **ADMIN_ERRORS,
+        },
     }
     if action == "reveal":
         operation["requestBody"] = {
             "required": False,
             "content": {
-                "application/json": {
-                    "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}
-                }
+                "application/json": {"schema": spec.object_of({"answer": {"type": "string"}})}
             },
         }
     return {"post": operation}
@@ -145,10 +131,10 @@ POLL_WRITE_PATHS: dict[str, Any] = {
             "summary": "Create a poll, or replace it while it is a draft",
             "parameters": [EVENT_ID, POLL_ID],
             "security": ADMIN_ONLY,
-            "requestBody": _json_body("PollDefinition"),
+            "requestBody": spec.json_body("PollDefinition"),
             "responses": {
-                "201": _json("created", _ref("Poll")),
-                "200": _json("the draft replaced", _ref("Poll")),
+                "201": spec.json_answer("created", spec.ref("Poll")),
+                "200": spec.json_answer("the draft replaced", spec.ref("Poll")),
                 **ADMIN_ERRORS,
             },
         }
@@ -169,9 +155,9 @@ POLL_WRITE_PATHS: dict[str, Any] = {
             "per (poll, user) under the poll's rules.",
             "parameters": [EVENT_ID, POLL_ID],
             "security": [{}, {"userToken": []}],
-            "requestBody": _reactions_body("Vote"),
+            "requestBody": spec.reactions_body("Vote"),
             "responses": {
-                "202": _json("every vote was accepted", _ref("Accepted")),
+                "202": spec.json_answer("every vote was accepted", spec.ref("Accepted")),
                 **poll_errors(400, 401, 404, 405, 408, 409, 413, 415, 422, 429, 503),
             },
         },
@@ -179,15 +165,12 @@ POLL_WRITE_PATHS: dict[str, Any] = {
             **PREFLIGHT,
             "summary": "CORS preflight: any origin may vote",
             "operationId": "preflight_votes",
-            "parameters": [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in ("event_id", "poll_id")
-            ],
+            "parameters": [spec.path_id("event_id"), spec.path_id("poll_id")],
         },
     },
 }
 
-READ_ERRORS = errors(404, 422, 503)
+READ_ERRORS = spec.errors(404, 422, 503)
 LEADERBOARD_LIMIT = {
     "name": "limit",
     "in": "query",
@@ -202,7 +185,7 @@ POLL_READ_PATHS: dict[str, Any] = {
             "parameters": [EVENT_ID],
             "security": [{}, {"adminToken": []}],
             "responses": {
-                "200": _json("oldest first", {"type": "array", "items": _ref("Poll")}),
+                "200": spec.json_answer("oldest first", spec.array_of(spec.ref("Poll"))),
                 **READ_ERRORS,
             },
         }
@@ -213,7 +196,7 @@ POLL_READ_PATHS: dict[str, Any] = {
             "summary": "One poll",
             "parameters": [EVENT_ID, POLL_ID],
             "security": [{}, {"adminToken": []}],
-            "responses": {"200": _json("the poll", _ref("Poll")), **READ_ERRORS},
+            "responses": {"200": spec.json_answer("the poll", spec.ref("Poll")), **READ_ERRORS},
         }
     },
     "/v1/events/{event_id}/polls/{poll_id}/votes/{user_id}": {
@@ -223,18 +206,17 @@ POLL_READ_PATHS: dict[str, Any] = {
             "parameters": [EVENT_ID, POLL_ID, USER_ID],
             "security": [{}, {"userToken": []}, {"adminToken": []}],
             "responses": {
-                "200": _json(
+                "200": spec.json_answer(
                     "the options recorded for the user",
-                    {
-                        "type": "object",
-                        "required": ["user_id", "options"],
-                        "properties": {
+                    spec.object_of(
+                        {
                             "user_id": {"type": "string"},
-                            "options": {"type": "array", "items": {"type": "string"}},
+                            "options": spec.array_of({"type": "string"}),
                         },
-                    },
+                        required=["user_id", "options"],
+                    ),
                 ),
-                **errors(401, 403, 404, 422, 503),
+                **spec.errors(401, 403, 404, 422, 503),
             },
         }
     },
@@ -244,8 +226,8 @@ POLL_READ_PATHS: dict[str, Any] = {
             "summary": "The event's trivia leaderboard, points descending",
             "parameters": [EVENT_ID, LEADERBOARD_LIMIT],
             "responses": {
-                "200": _json(
-                    "the top entries", {"type": "array", "items": _ref("LeaderboardEntry")}
+                "200": spec.json_answer(
+                    "the top entries", spec.array_of(spec.ref("LeaderboardEntry"))
                 ),
                 **READ_ERRORS,
             },
@@ -256,7 +238,10 @@ POLL_READ_PATHS: dict[str, Any] = {
             "operationId": "get_leaderboard_entry",
             "summary": "A user's points and rank",
             "parameters": [EVENT_ID, USER_ID],
-            "responses": {"200": _json("the entry", _ref("LeaderboardEntry")), **READ_ERRORS},
+            "responses": {
+                "200": spec.json_answer("the entry", spec.ref("LeaderboardEntry")),
+                **READ_ERRORS,
+            },
         }
     },
 }

@@ -1,8 +1,11 @@
 """The schemas of the OpenAPI documents (emostream/openapi.py): the window, reaction, error and
-registration objects of ../shared/DESIGN.md, as strict as the code that answers with them."""
+registration objects of ../shared/DESIGN.md, as strict as the code that answers with them; and
+the builders every part of the documents is written with (``object_of``, ``array_of``,
+``json_answer``, ``errors``, ...), imported by the other modules as ``spec``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .contract import CLIENT_ID_RULE, CONTRACT_VERSION, EVENT_ID_RULE, USER_ID_RULE
@@ -14,27 +17,41 @@ EVENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 USER_ID_PATTERN = "^[A-Za-z0-9_.:@-]{1,64}$"
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def object_of(
+    properties: dict[str, Any], required: Sequence[str] = (), **keywords: Any
+) -> dict[str, Any]:
+    """An object schema of ``properties``, of which ``required`` must be present; ``keywords``
+    add the rest (a description)."""
+    schema: dict[str, Any] = {"type": "object", **keywords}
+    if required:
+        schema["required"] = list(required)
+    schema["properties"] = properties
+    return schema
+
+
+def array_of(items: dict[str, Any], **keywords: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **keywords}
+
+
 SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "description": "The one error shape of every route.",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
+    "Error": object_of(
+        {
+            "error": object_of(
+                {
                     "code": {"type": "string", "description": "stable machine code"},
                     "message": {"type": "string"},
                     "field": {"type": ["string", "null"], "description": "the offending field"},
                 },
-            }
+                required=["code", "message", "field"],
+            )
         },
-    },
+        required=["error"],
+        description="The one error shape of every route.",
+    ),
     "ClientTime": {
         "description": "Client time, kept for analytics only: RFC 3339 with a time zone, or "
         "Unix seconds.",
@@ -44,10 +61,8 @@ SCHEMAS: dict[str, Any] = {
             {"type": "null"},
         ],
     },
-    "Reaction": {
-        "type": "object",
-        "required": ["user_id", "emoji"],
-        "properties": {
+    "Reaction": object_of(
+        {
             "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": USER_ID_RULE},
             "emoji": {
                 "type": "string",
@@ -55,37 +70,45 @@ SCHEMAS: dict[str, Any] = {
                 "maxLength": 32,
                 "description": "exactly one emoji (one grapheme cluster)",
             },
-            "ts": _ref("ClientTime"),
+            "ts": ref("ClientTime"),
         },
-    },
-    "SeedReaction": {
-        "type": "object",
-        "description": "The payload earlier EmoStream clients send.",
-        "required": ["user_id", "emoji_type"],
-        "properties": {
+        required=["user_id", "emoji"],
+    ),
+    "SeedReaction": object_of(
+        {
             "user_id": {"type": "string", "pattern": USER_ID_PATTERN},
             "emoji_type": {"type": "string", "minLength": 1, "maxLength": 32},
-            "timestamp": _ref("ClientTime"),
+            "timestamp": ref("ClientTime"),
             "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
         },
-    },
-    "Accepted": {
-        "type": "object",
-        "required": ["accepted"],
-        "properties": {"accepted": {"type": "integer", "minimum": 1, "maximum": 500}},
-    },
-    "TopEmoji": {
-        "type": "object",
-        "required": ["emoji", "count", "swarm"],
-        "properties": {
+        required=["user_id", "emoji_type"],
+        description="The payload earlier EmoStream clients send.",
+    ),
+    "Accepted": object_of(
+        {"accepted": {"type": "integer", "minimum": 1, "maximum": 500}}, required=["accepted"]
+    ),
+    "TopEmoji": object_of(
+        {
             "emoji": {"type": "string"},
             "count": {"type": "integer", "minimum": 1},
             "swarm": {"type": "integer", "minimum": 0},
         },
-    },
-    "Window": {
-        "type": "object",
-        "required": [
+        required=["emoji", "count", "swarm"],
+    ),
+    "Window": object_of(
+        {
+            "v": {"const": CONTRACT_VERSION},
+            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "seq": {"type": "integer", "minimum": 1},
+            "window_start_ms": {"type": "integer"},
+            "window_end_ms": {"type": "integer"},
+            "total": {"type": "integer", "minimum": 0},
+            "unique_users": {"type": "integer", "minimum": 0},
+            "top": array_of(ref("TopEmoji")),
+            "revision": {"type": "integer", "minimum": 1},
+        },
+        # Every field but ``revision``, which only a revised window carries.
+        required=[
             "v",
             "event_id",
             "seq",
@@ -95,21 +118,9 @@ SCHEMAS: dict[str, Any] = {
             "unique_users",
             "top",
         ],
-        "properties": {
-            "v": {"const": CONTRACT_VERSION},
-            "event_id": {"type": "string", "pattern": EVENT_ID_PATTERN},
-            "seq": {"type": "integer", "minimum": 1},
-            "window_start_ms": {"type": "integer"},
-            "window_end_ms": {"type": "integer"},
-            "total": {"type": "integer", "minimum": 0},
-            "unique_users": {"type": "integer", "minimum": 0},
-            "top": {"type": "array", "items": _ref("TopEmoji")},
-            "revision": {"type": "integer", "minimum": 1},
-        },
-    },
-    "Registration": {
-        "type": "object",
-        "properties": {
+    ),
+    "Registration": object_of(
+        {
             "client_id": {
                 "type": "string",
                 "pattern": USER_ID_PATTERN,
@@ -120,12 +131,10 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": EVENT_ID_PATTERN,
                 "description": "defaults to the answering node's cluster",
             },
-        },
-    },
-    "Assignment": {
-        "type": "object",
-        "required": ["client_id", "event_id", "cluster", "node", "stream_url", "token"],
-        "properties": {
+        }
+    ),
+    "Assignment": object_of(
+        {
             "client_id": {"type": "string"},
             "event_id": {"type": "string"},
             "cluster": {"type": "string"},
@@ -136,25 +145,21 @@ SCHEMAS: dict[str, Any] = {
                 "description": "needed to unregister, or to register this client id again",
             },
         },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["role"],
-        "properties": {"role": {"type": "string"}},
-    },
-    "Stats": {
-        "type": "object",
-        "description": "The operator's read model of every tier (README, the dashboard).",
-        "required": ["at_ms", "workers", "shards", "producers", "delivery", "events"],
-        "properties": {
+        required=["client_id", "event_id", "cluster", "node", "stream_url", "token"],
+    ),
+    "Health": object_of({"role": {"type": "string"}}, required=["role"]),
+    "Stats": object_of(
+        {
             "at_ms": {"type": "integer"},
-            "workers": {"type": "array", "items": {"type": "object"}},
-            "shards": {"type": "array", "items": {"type": "object"}},
-            "producers": {"type": "array", "items": {"type": "object"}},
+            "workers": array_of({"type": "object"}),
+            "shards": array_of({"type": "object"}),
+            "producers": array_of({"type": "object"}),
             "delivery": {"type": "object"},
-            "events": {"type": "array", "items": {"type": "object"}},
+            "events": array_of({"type": "object"}),
         },
-    },
+        required=["at_ms", "workers", "shards", "producers", "delivery", "events"],
+        description="The operator's read model of every tier (README, the dashboard).",
+    ),
 }
 
 SECURITY_SCHEMES = {
@@ -192,7 +197,7 @@ def errors(*statuses: int) -> dict[str, Any]:
     for status in statuses:
         answer: dict[str, Any] = {
             "description": WHY[status],
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": ref("Error")}},
         }
         if status in (429, 503):
             answer["headers"] = RETRY_AFTER
@@ -200,15 +205,19 @@ def errors(*statuses: int) -> dict[str, Any]:
     return answers
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _json_body(schema: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": _ref(schema)}}}
+def json_body(schema: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": ref(schema)}}}
 
 
-def _path_id(name: str, pattern: str, rule: str) -> dict[str, Any]:
+def path_id(name: str, pattern: str = "", rule: str = "") -> dict[str, Any]:
+    """A path parameter of the id grammar ``pattern``; without one, any text (a CORS
+    preflight is allowed for any id: the call itself checks it, and answers why)."""
+    if not pattern:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "name": name,
         "in": "path",
@@ -218,15 +227,15 @@ def _path_id(name: str, pattern: str, rule: str) -> dict[str, Any]:
     }
 
 
-EVENT_ID = _path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
-CLIENT_ID = _path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
+EVENT_ID = path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
+CLIENT_ID = path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
 
 
-def _reactions_body(one: str) -> dict[str, Any]:
+def reactions_body(one: str) -> dict[str, Any]:
     schema = {
         "oneOf": [
-            _ref(one),
-            {"type": "array", "items": _ref(one), "minItems": 1, "maxItems": 500},
+            ref(one),
+            array_of(ref(one), minItems=1, maxItems=500),
         ]
     }
     return {

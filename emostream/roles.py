@@ -31,7 +31,7 @@ from .ingest.app import create_ingest_app
 from .ingest.buffer import ReactionBuffer
 from .ingest.flusher import Flusher
 from .ingest.limits import RateLimiter
-from .lifecycle import running
+from .lifecycle import running, serving
 from .metrics import Metrics, delivery_families, worker_families
 from .polls.fanout import PollFanout
 from .polls.gate import VoteBuffer
@@ -104,22 +104,19 @@ async def ingest_running(
         log.info("ingest stopped: %d reactions written", flusher.reactions_written)
 
 
-@contextlib.asynccontextmanager
-async def worker_running(
+def worker_running(
     redis: Redis, settings: Settings, metrics: Metrics
-) -> AsyncIterator[Worker]:
+) -> contextlib.AbstractAsyncContextManager[Worker]:
     worker = Worker(redis, settings)
     metrics.add(*worker_families(worker))
-    async with running("worker", worker.run):
-        yield worker
+    return serving("worker", worker)
 
 
-@contextlib.asynccontextmanager
-async def node_registered(redis: Redis, settings: Settings, hub: Hub) -> AsyncIterator[Registry]:
+def node_registered(
+    redis: Redis, settings: Settings, hub: Hub
+) -> contextlib.AbstractAsyncContextManager[Registry]:
     """This delivery node's registration in its cluster, heartbeating until shutdown."""
-    registry = Registry(redis, settings, hub)
-    async with running("registry", registry.run):
-        yield registry
+    return serving("registry", Registry(redis, settings, hub))
 
 
 @contextlib.asynccontextmanager

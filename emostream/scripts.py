@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgpack
 from redis.asyncio import Redis
@@ -26,9 +26,26 @@ from . import keys
 from .batch import BatchTally
 from .connection import is_cluster, live_channel
 from .records import HISTORY_FIELD
+from .settings import Settings
 
 # poll_state.lua's answers that are not a success: {code, detail}.
 POLL_WRONG_STATE, POLL_UNKNOWN, POLL_NO_ANSWER, POLL_NOT_FROZEN = 0, -2, -3, -4
+
+
+# Every script of lua/, by its file's name.
+ScriptName = Literal[
+    "flush_batch",
+    "apply_batch",
+    "close_window",
+    "apply_votes",
+    "poll_state",
+    "freeze_poll",
+    "delete_consumer",
+    "seal_window",
+]
+LUA_SCRIPTS: tuple[ScriptName, ...] = get_args(ScriptName)
+# The scripts queued on pipelines, which never reload a script themselves (module docstring).
+PIPELINED: tuple[ScriptName, ...] = ("apply_batch", "apply_votes", "seal_window")
 
 
 def lua_source(name: str) -> str:
@@ -40,19 +57,15 @@ class Scripts:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._flush_batch = redis.register_script(lua_source("flush_batch"))
-        self._apply_batch = redis.register_script(lua_source("apply_batch"))
-        self._close_window = redis.register_script(lua_source("close_window"))
-        self._apply_votes = redis.register_script(lua_source("apply_votes"))
-        self._poll_state = redis.register_script(lua_source("poll_state"))
-        self._freeze_poll = redis.register_script(lua_source("freeze_poll"))
-        self._delete_consumer = redis.register_script(lua_source("delete_consumer"))
-        self._seal_window = redis.register_script(lua_source("seal_window"))
+        self._registered = {name: redis.register_script(lua_source(name)) for name in LUA_SCRIPTS}
+
+    def _script(self, name: ScriptName) -> AsyncScript:
+        return self._registered[name]
 
     async def load(self) -> None:
         """Load the scripts that are queued on pipelines (on every primary of a cluster)."""
-        for script in (self._apply_batch, self._apply_votes, self._seal_window):
-            await self.redis.script_load(script.script)
+        for name in PIPELINED:
+            await self.redis.script_load(self._script(name).script)
 
     def _queue(self, script: AsyncScript, call_keys: list[str], args: list[Any], pipe: Any) -> None:
         # Not pipe.evalsha: redis-py's cluster pipeline blocks that method, though it routes
@@ -64,7 +77,7 @@ class Scripts:
     ) -> Any:
         """Append a packed batch (``b""``: only move the watermark) and the producer's
         watermark to a raw shard, atomically; the new entry id, or None for a heartbeat."""
-        return await self._flush_batch(
+        return await self._script("flush_batch")(
             keys=[keys.raw_stream(shard), keys.producers(shard)],
             args=[maxlen, producer_id, watermark_ms, payload],
         )
@@ -85,7 +98,7 @@ class Scripts:
         args = [maxlen, producer_id, watermark_ms, payload]
         for _attempt in range(2):
             pipe = self.redis.pipeline(transaction=False)
-            self._queue(self._flush_batch, call_keys, args, pipe)
+            self._queue(self._script("flush_batch"), call_keys, args, pipe)
             if is_cluster(self.redis):
                 node = self.redis.get_node_from_key(call_keys[0])  # type: ignore[attr-defined]
                 pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
@@ -95,7 +108,7 @@ class Scripts:
                 _entry, acknowledged = await pipe.execute()
                 return int(acknowledged)
             except NoScriptError:
-                await self.redis.script_load(self._flush_batch.script)
+                await self.redis.script_load(self._script("flush_batch").script)
         raise NoScriptError("flush_batch.lua could not be loaded")
 
     def apply_batch(
@@ -103,8 +116,7 @@ class Scripts:
         shard: int,
         entry_id: bytes,
         batch: BatchTally,
-        ttl_s: int,
-        event_ttl_s: int,
+        settings: Settings,
         pipe: Any,
     ) -> None:
         """Queue one batch's counts with its XACK on ``pipe``; its reply is
@@ -116,13 +128,7 @@ class Scripts:
             keys.late_windows(shard),
             keys.hll_scratch(shard),
         ]
-        args: list[Any] = [
-            keys.AGGREGATORS_GROUP,
-            entry_id,
-            ttl_s,
-            len(batch.windows),
-            event_ttl_s,
-        ]
+        args = [*_counted_once(entry_id, settings, len(batch.windows)), settings.event_ttl_s]
         for tally in batch.windows:
             event, start = tally.event_id, tally.window_start_ms
             call_keys += [keys.event_state(shard, event), *keys.window_keys(shard, event, start)]
@@ -131,17 +137,13 @@ class Scripts:
                 flat += (choice, count)
             users = tally.users_packed if tally.users_hll is None else tally.users_hll
             args += [event, start, tally.total, msgpack.packb(flat), users]
-        self._queue(self._apply_batch, call_keys, args, pipe)
+        self._queue(self._script("apply_batch"), call_keys, args, pipe)
 
     async def close_windows(
         self,
         shard: int,
         windows: Sequence[tuple[str, int]],
-        window_ms: int,
-        history_max: int,
-        idle_ms: int,
-        ttl_s: int,
-        event_ttl_s: int,
+        settings: Settings,
         extras: Sequence[bytes] = (),
     ) -> list[int | str]:
         """Close (or revise) these (event id, window start) windows of one shard, in order,
@@ -155,13 +157,13 @@ class Scripts:
             keys.hll_scratch(shard),
         ]
         args: list[Any] = [
-            window_ms,
-            history_max,
+            settings.window_ms,
+            settings.history_max,
             live_channel(self.redis, shard),
-            idle_ms,
-            ttl_s,
+            event_idle_ms(settings),
+            settings.revision_horizon_s,
             HISTORY_FIELD,
-            event_ttl_s,
+            settings.event_ttl_s,
         ]
         for index, (event_id, start_ms) in enumerate(windows):
             call_keys += [
@@ -171,7 +173,7 @@ class Scripts:
                 keys.window_revisions(shard, event_id),
             ]
             args += [event_id, start_ms, extras[index] if extras else b""]
-        replies: list[int | bytes] = await self._close_window(keys=call_keys, args=args)
+        replies: list[int | bytes] = await self._script("close_window")(keys=call_keys, args=args)
         return [
             reply if isinstance(reply, int) else reply.decode(errors="replace") for reply in replies
         ]
@@ -181,10 +183,7 @@ class Scripts:
         shard: int,
         event_id: str,
         start_ms: int,
-        window_ms: int,
-        idle_ms: int,
-        ttl_s: int,
-        event_ttl_s: int,
+        settings: Settings,
         pipe: Any,
     ) -> None:
         """Queue the sealing of a split event's window on one of its other shards; its reply
@@ -194,20 +193,27 @@ class Scripts:
             keys.event_state(shard, event_id),
             *keys.window_keys(shard, event_id, start_ms),
         ]
-        args = [event_id, start_ms, window_ms, idle_ms, ttl_s, event_ttl_s]
-        self._queue(self._seal_window, call_keys, args, pipe)
+        args = [
+            event_id,
+            start_ms,
+            settings.window_ms,
+            event_idle_ms(settings),
+            settings.revision_horizon_s,
+            settings.event_ttl_s,
+        ]
+        self._queue(self._script("seal_window"), call_keys, args, pipe)
 
     def apply_votes(
-        self, shard: int, entry_id: bytes, batch: BatchTally, ttl_s: int, pipe: Any
+        self, shard: int, entry_id: bytes, batch: BatchTally, settings: Settings, pipe: Any
     ) -> None:
         """Queue one entry of votes with its XACK on ``pipe``; its reply is
         ``[1, counted, refused]`` applied, ``[0, 0, 0]`` already counted, ``[-1, reason]``."""
         call_keys = [keys.raw_stream(shard), keys.batch_marker(shard, batch.batch_id)]
-        args: list[Any] = [keys.AGGREGATORS_GROUP, entry_id, ttl_s, len(batch.votes)]
+        args = _counted_once(entry_id, settings, len(batch.votes))
         for group in batch.votes:
             call_keys += keys.poll_keys(shard, group.event_id, group.poll_id)
             args += [group.users_packed, group.options_packed, group.received_packed]
-        self._queue(self._apply_votes, call_keys, args, pipe)
+        self._queue(self._script("apply_votes"), call_keys, args, pipe)
 
     async def poll_state(
         self, shard: int, event_id: str, poll_id: str, action: str, now_ms: int, *extra: Any
@@ -215,7 +221,7 @@ class Scripts:
         """Create or replace a draft (``put``) or make a transition; ``extra`` is the
         action's arguments from ARGV[6] on, as lua/poll_state.lua's header lists them.
         ``[1, state, created]``, or ``[code, detail]`` with a ``POLL_*`` code."""
-        reply: list[Any] = await self._poll_state(
+        reply: list[Any] = await self._script("poll_state")(
             keys=[
                 keys.poll(shard, event_id, poll_id),
                 keys.poll_ballots(shard, event_id, poll_id),
@@ -231,7 +237,7 @@ class Scripts:
     async def freeze_poll(self, shard: int, event_id: str, poll_id: str, safe_ms: int) -> int:
         """Freeze a locked poll once the shard's safe watermark passed its lock: 1 if this
         call froze it."""
-        frozen: int = await self._freeze_poll(
+        frozen: int = await self._script("freeze_poll")(
             keys=[keys.poll(shard, event_id, poll_id), keys.poll_tally(shard, event_id, poll_id)],
             args=[safe_ms, live_channel(self.redis, shard), event_id, poll_id],
         )
@@ -239,10 +245,22 @@ class Scripts:
 
     async def delete_consumer(self, stream: str, name: str, most: int) -> list[bytes]:
         """Delete a consumer of the aggregators group; the ids of the entries it held."""
-        held: list[bytes] = await self._delete_consumer(
+        held: list[bytes] = await self._script("delete_consumer")(
             keys=[stream], args=[keys.AGGREGATORS_GROUP, name, most]
         )
         return held
+
+
+def _counted_once(entry_id: bytes, settings: Settings, groups: int) -> list[Any]:
+    """ARGV[1..4] of both apply scripts, which count a raw entry once: the consumer group,
+    the entry id, the TTL of its batch-id marker (the revision horizon) and how many groups
+    of the entry follow."""
+    return [keys.AGGREGATORS_GROUP, entry_id, settings.revision_horizon_s, groups]
+
+
+def event_idle_ms(settings: Settings) -> int:
+    """EMOSTREAM_EVENT_IDLE_S as the window scripts take it."""
+    return int(settings.event_idle_s * 1000)
 
 
 def is_noscript(reply: Any) -> bool:

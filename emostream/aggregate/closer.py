@@ -220,16 +220,7 @@ class WindowCloser:
                 extras = [extra for extra in sealed if extra]
                 if not chunk:
                     continue
-            replies = await self.scripts.close_windows(
-                shard,
-                chunk,
-                self.settings.window_ms,
-                self.settings.history_max,
-                int(self.settings.event_idle_s * 1000),
-                self.settings.revision_horizon_s,
-                self.settings.event_ttl_s,
-                extras,
-            )
+            replies = await self.scripts.close_windows(shard, chunk, self.settings, extras)
             for (event_id, start), reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, str):
                     log.error(

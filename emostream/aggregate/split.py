@@ -40,16 +40,7 @@ async def extras_of(
         for event_id, start in windows:
             others = keys.sub_shards(event_id, settings.shards, settings.event_split)[1:]
             for shard in others:
-                scripts.seal_window(
-                    shard,
-                    event_id,
-                    start,
-                    settings.window_ms,
-                    int(settings.event_idle_s * 1000),
-                    settings.revision_horizon_s,
-                    settings.event_ttl_s,
-                    pipe,
-                )
+                scripts.seal_window(shard, event_id, start, settings, pipe)
             spans.append(len(others))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         if not any(is_noscript(reply) for reply in replies):

@@ -216,13 +216,10 @@ class Worker:
                 self.failed += 1
                 continue
             calls.append((len(pipe), (shard, entry_id, fields), batch.size, bool(batch.votes)))
-            ttl_s = self.settings.revision_horizon_s
             if batch.votes:  # an entry of votes: checked and counted per (poll, user)
-                self.scripts.apply_votes(shard, entry_id, batch, ttl_s, pipe)
+                self.scripts.apply_votes(shard, entry_id, batch, self.settings, pipe)
             else:
-                self.scripts.apply_batch(
-                    shard, entry_id, batch, ttl_s, self.settings.event_ttl_s, pipe
-                )
+                self.scripts.apply_batch(shard, entry_id, batch, self.settings, pipe)
         return calls
 
     async def _record(

@@ -85,56 +85,55 @@ def parse_last_event_id(value: str | None) -> int | None:
     return seq
 
 
+class _Frames:
+    """An SSE text's lines in, its frames out: a frame is the block of lines a blank line ends."""
+
+    def __init__(self) -> None:
+        self._block: list[str] = []
+
+    def feed(self, line: str) -> list[str]:
+        """The frame ``line`` ends (empty while it is not a blank line)."""
+        if line:
+            self._block.append(line)
+            return []
+        block, self._block = self._block, []
+        return block
+
+
+def _event_data(frame: list[str], event: str) -> dict[str, Any] | None:
+    """The JSON data of a frame of ``event``; None for a frame of another event."""
+    if f"event: {event}" not in frame:
+        return None
+    data: dict[str, Any] = json.loads("\n".join(x[6:] for x in frame if x.startswith("data: ")))
+    return data
+
+
 def poll_events(lines: Iterable[str]) -> list[dict[str, Any]]:
     """The client side of ``poll_frame``: the poll objects in an SSE text's lines; an object
     whose frame carried an id (which none should) has ``"_id"`` set."""
     found: list[dict[str, Any]] = []
-    block: list[str] = []
+    frames = _Frames()
     for line in [*lines, ""]:
-        if line:
-            block.append(line)
-            continue
-        if f"event: {POLL_EVENT}" in block:
-            poll: dict[str, Any] = json.loads(
-                "\n".join(x[6:] for x in block if x.startswith("data: "))
-            )
-            if any(x.startswith("id:") for x in block):
+        frame = frames.feed(line)
+        poll = _event_data(frame, POLL_EVENT)
+        if poll is not None:
+            if any(x.startswith("id:") for x in frame):
                 poll["_id"] = True
             found.append(poll)
-        block = []
     return found
-
-
-def _swarm_window(block: list[str]) -> dict[str, Any] | None:
-    if f"event: {SWARM_EVENT}" not in block:
-        return None
-    window: dict[str, Any] = json.loads("\n".join(x[6:] for x in block if x.startswith("data: ")))
-    return window
 
 
 def swarm_windows(lines: Iterable[str]) -> list[dict[str, Any]]:
     """The client side of ``window_frame``: the window objects in an SSE text's lines."""
-    windows: list[dict[str, Any]] = []
-    block: list[str] = []
-    for line in [*lines, ""]:
-        if line:
-            block.append(line)
-            continue
-        window = _swarm_window(block)
-        if window is not None:
-            windows.append(window)
-        block = []
-    return windows
+    frames = _Frames()
+    found = (_event_data(frames.feed(line), SWARM_EVENT) for line in [*lines, ""])
+    return [window for window in found if window is not None]
 
 
 async def stream_swarm_windows(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
     """The same for a live stream's lines, each window as soon as its frame ends."""
-    block: list[str] = []
+    frames = _Frames()
     async for line in lines:
-        if line:
-            block.append(line)
-            continue
-        window = _swarm_window(block)
+        window = _event_data(frames.feed(line), SWARM_EVENT)
         if window is not None:
             yield window
-        block = []

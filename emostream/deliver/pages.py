@@ -82,9 +82,16 @@ def render_swarm_page(template: str, event_id: str, settings: Settings) -> str:
     return page
 
 
+def page_template(name: str) -> str:
+    """A page of static/ with the start every page shares (static/head.html: doctype, charset,
+    color scheme, no favicon request) in place of its ``{{head}}``."""
+    head = (STATIC_DIR / "head.html").read_text(encoding="utf-8")
+    return (STATIC_DIR / name).read_text(encoding="utf-8").replace("{{head}}", head.rstrip("\n"))
+
+
 def page_routes(settings: Settings) -> list[BaseRoute]:
-    swarm_template = (STATIC_DIR / "swarm.html").read_text(encoding="utf-8")
-    dashboard = (STATIC_DIR / "dashboard.html").read_text(encoding="utf-8")
+    swarm_template = page_template("swarm.html")
+    dashboard = page_template("dashboard.html")
 
     def swarm_page(event_id: str) -> Response:
         body = render_swarm_page(swarm_template, event_id, settings)

@@ -73,8 +73,7 @@ class PollStore:
 
     async def put(self, event_id: str, poll_id: str, definition: PollDefinition) -> bool:
         """Create or replace a draft; True when created. 409 once the poll has opened."""
-        reply = await self.scripts.poll_state(
-            self.shard(event_id),
+        reply = await self._poll_state(
             event_id,
             poll_id,
             "put",
@@ -86,8 +85,6 @@ class PollStore:
             definition.kind,
             definition.answer or "",
         )
-        if reply[0] != 1:
-            raise InvalidState(f"only a draft can be replaced; this poll is {text(reply[1])}")
         return bool(reply[2])
 
     async def transition(
@@ -109,8 +106,7 @@ class PollStore:
                 window = view.definition.answer_window_ms
                 if answer is not None and answer not in view.definition.options:
                     raise InvalidField("answer", "answer must be one of the options")
-        reply = await self.scripts.poll_state(
-            self.shard(event_id),
+        reply = await self._poll_state(
             event_id,
             poll_id,
             action,
@@ -121,9 +117,21 @@ class PollStore:
             answer or "",
             window,
         )
+        return text(reply[1])
+
+    async def _poll_state(
+        self, event_id: str, poll_id: str, action: str, now: int, *extra: Any
+    ) -> list[Any]:
+        """Make ``action`` by lua/poll_state.lua; its reply when it succeeded, else the
+        error its code means."""
+        reply = await self.scripts.poll_state(
+            self.shard(event_id), event_id, poll_id, action, now, *extra
+        )
         code, detail = reply[0], text(reply[1])
         if code == 1:
-            return detail
+            return reply
+        if action == "put":
+            raise InvalidState(f"only a draft can be replaced; this poll is {detail}")
         if code == POLL_UNKNOWN:
             raise no_poll(event_id, poll_id)
         if code == POLL_NO_ANSWER:
