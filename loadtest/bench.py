@@ -27,6 +27,9 @@ DOCS = ROOT / "docs"
 REPORT = DOCS / "benchmarks.md"
 FANOUT_BEGIN = "<!-- fanout:begin -->"
 FANOUT_END = "<!-- fanout:end -->"
+# Engineers' notes about particular runs: written by hand, kept by every rerun.
+NOTES_BEGIN = "<!-- notes:begin -->"
+NOTES_END = "<!-- notes:end -->"
 TIERS = ("ingest", "worker", "e2e", "votes")
 
 
@@ -117,9 +120,14 @@ def kept_between(begin: str, end: str) -> str:
 
 
 def kept_sections() -> str:
-    """The fan-out, closer and scale-out sections, kept when scripts/bench reruns."""
+    """The fan-out, closer and scale-out sections and the notes, kept when scripts/bench
+    reruns."""
     kept = fanout_section()
-    for begin, end in ((CLOSER_BEGIN, CLOSER_END), (SCALEOUT_BEGIN, SCALEOUT_END)):
+    for begin, end in (
+        (CLOSER_BEGIN, CLOSER_END),
+        (SCALEOUT_BEGIN, SCALEOUT_END),
+        (NOTES_BEGIN, NOTES_END),
+    ):
         section = kept_between(begin, end)
         kept += f"\n{begin}{section}{end}\n" if section else ""
     return kept
