@@ -10,14 +10,22 @@ hash tags), so it runs unchanged on the primary of its slot.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from typing import Any, cast
 
 import redis as sync_redis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
+from redis.exceptions import (
+    ConnectionError,
+    MaxConnectionsError,
+    RedisClusterException,
+    RedisError,
+    TimeoutError,
+)
 
 from . import keys
 from .settings import Settings
@@ -66,14 +74,67 @@ def connect(
     return Redis.from_pool(pool)
 
 
-def connect_cluster(url: str, max_connections: int = Settings.redis_max_connections) -> Redis:
+class WaitingCluster(RedisCluster):
+    """A cluster client whose callers wait for a connection, as on a single Redis.
+
+    redis-py's cluster client has no blocking pool: a command finding ``max_connections``
+    in use on its node raises MaxConnectionsError at once (2,000 simultaneous reads on a
+    client of 100 connections: 1,900 failed in 0.1 s). So at most ``max_connections``
+    commands and pipelines are under way at once on this client; the others wait for a turn
+    up to ``pool_timeout_s``. Each holds at most one connection per node, so no node's pool
+    is ever full. Pub/sub connections are not the pool's (deliver/subscription.py)."""
+
+    def __init__(self, *args: Any, pool_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_timeout_s = pool_timeout_s
+        self.turns = asyncio.Semaphore(kwargs.get("max_connections", 100))
+
+    async def turn(self) -> None:
+        """Wait for a turn; MaxConnectionsError (a ConnectionError) after the pool timeout."""
+        try:
+            # asyncio.timeout, not wait_for: wait_for can lose a turn acquired as it times out
+            async with asyncio.timeout(self.pool_timeout_s):
+                await self.turns.acquire()
+        except builtins.TimeoutError:  # TimeoutError in this module is redis-py's
+            raise MaxConnectionsError("no Redis connection free within the pool timeout") from None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.turn()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self.turns.release()
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused there
+        # redis-py declares an attribute abstract that its own pipeline never defines either
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        client = cast(WaitingCluster, self.cluster_client)
+        await client.turn()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        finally:
+            client.turns.release()
+
+
+def connect_cluster(
+    url: str,
+    max_connections: int = Settings.redis_max_connections,
+    pool_timeout_ms: int = Settings.redis_pool_timeout_ms,
+) -> Redis:
     """A client of the Redis Cluster that ``url`` names one node of.
 
     Typed as ``Redis``: RedisCluster has the same command methods, and the roles are written
     against them (see the module docstring for where they differ)."""
-    cluster = RedisCluster.from_url(
+    cluster = WaitingCluster.from_url(
         url,
         max_connections=max_connections,
+        pool_timeout_s=pool_timeout_ms / 1000,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         # MOVED, ASK, a failover (a primary that stops answering until its replica is
@@ -117,14 +178,24 @@ async def connect_for(settings: Settings) -> Redis:
             await asyncio.sleep(DETECT_PAUSE_S)
     if clustered:
         log.info("Redis Cluster mode: the Redis URL names a cluster node")
-        return connect_cluster(url, settings.redis_max_connections)
+        return connect_cluster(url, settings.redis_max_connections, settings.redis_pool_timeout_ms)
     return connect(url, settings.redis_max_connections, settings.redis_pool_timeout_ms)
+
+
+class _SyncCluster(sync_redis.RedisCluster):
+    def close(self) -> None:
+        """Close every node's connections too: redis-py's close leaves their pools open (a
+        ResourceWarning for each socket once it is collected)."""
+        super().close()
+        for node in self.get_nodes():  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
 
 
 def sync_client(url: str) -> sync_redis.Redis:
     """A synchronous client (the container health check), for a cluster too."""
     if cluster_enabled(url):
-        return cast(sync_redis.Redis, sync_redis.RedisCluster.from_url(url))
+        return cast(sync_redis.Redis, _SyncCluster.from_url(url))
     return sync_redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
 
 

@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError
 
-from emostream.connection import connect_for
+from emostream.connection import connect_for, is_cluster
+from emostream.redis_cluster import PrivateCluster
 from emostream.redis_server import PrivateRedis
 from emostream.settings import Settings
 
@@ -51,9 +52,9 @@ async def get_at_once(port: int, path: str, clients: int) -> list[tuple[int, byt
 
 
 async def test_two_thousand_simultaneous_history_reads_all_succeed(
-    processes: ProcessFactory,
+    any_processes: ProcessFactory,
 ) -> None:
-    up = processes.role("up", EMOSTREAM_WINDOW_S="0.5")
+    up = any_processes.role("up", EMOSTREAM_WINDOW_S="0.5")
     assert up.port is not None
     async with httpx.AsyncClient(base_url=up.url) as client:
         reaction = {"user_id": "u-1", "emoji": "🔥"}
@@ -113,3 +114,34 @@ async def test_a_caller_waits_for_a_busy_pool_and_fails_only_after_the_timeout(
         for connection in held:
             await pool.release(connection)
         await redis.aclose()
+
+
+async def test_on_a_cluster_a_caller_waits_for_a_turn_and_fails_only_after_the_timeout(
+    redis_cluster: PrivateCluster,
+) -> None:
+    """redis-py's cluster client has no blocking pool; ours queues callers the same way."""
+    redis_cluster.restore()
+    settings = Settings(
+        redis_url=redis_cluster.url, redis_max_connections=2, redis_pool_timeout_ms=1000
+    )
+    redis, other = await connect_for(settings), await connect_for(settings)
+    assert is_cluster(redis)
+    await redis.delete("wake{t}")
+    await other.get("k{t}")  # its slot map is read before the timing below
+    blocked = [asyncio.ensure_future(redis.blpop(["wake{t}"], timeout=10)) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.3)  # both turns are held by the blocked reads
+        began = time.monotonic()
+        with pytest.raises(ConnectionError, match="pool timeout"):
+            await redis.get("k{t}")
+        assert time.monotonic() - began >= 0.9
+        waiting = asyncio.ensure_future(redis.get("k{t}"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # queued, not failed at once
+        await other.lpush("wake{t}", "x")  # one blocked read returns and gives its turn back
+        assert await asyncio.wait_for(waiting, 5) is None
+    finally:
+        await other.lpush("wake{t}", "x", "y")
+        await asyncio.gather(*blocked, return_exceptions=True)
+        await redis.aclose()
+        await other.aclose()
