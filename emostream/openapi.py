@@ -99,16 +99,8 @@ DELIVERY_PATHS: dict[str, Any] = {
             "summary": "Closed windows after a seq (history for charts and late joiners)",
             "parameters": [
                 EVENT_ID,
-                {
-                    "name": "after",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                },
+                spec.query_integer("after", 0, 2**62),
+                spec.query_integer("limit", 1, 1000),
             ],
             "responses": {
                 "200": spec.json_answer("oldest first", spec.array_of(spec.ref("Window"))),

@@ -171,11 +171,7 @@ POLL_WRITE_PATHS: dict[str, Any] = {
 }
 
 READ_ERRORS = spec.errors(404, 422, 503)
-LEADERBOARD_LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-}
+LEADERBOARD_LIMIT = spec.query_integer("limit", 1, 1000)
 # Delivery's poll reads (polls/http_deliver.py).
 POLL_READ_PATHS: dict[str, Any] = {
     "/v1/events/{event_id}/polls": {

@@ -227,6 +227,12 @@ def path_id(name: str, pattern: str = "", rule: str = "") -> dict[str, Any]:
     }
 
 
+def query_integer(name: str, minimum: int, maximum: int) -> dict[str, Any]:
+    """An optional whole-number query parameter from ``minimum`` to ``maximum``."""
+    schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    return {"name": name, "in": "query", "schema": schema}
+
+
 EVENT_ID = path_id("event_id", EVENT_ID_PATTERN, EVENT_ID_RULE)
 CLIENT_ID = path_id("client_id", USER_ID_PATTERN, CLIENT_ID_RULE)
 

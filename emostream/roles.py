@@ -16,6 +16,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -151,16 +152,53 @@ def client_sockets(settings: Settings) -> Callable[[socket.socket], None]:
     return lambda listener: tune_client_sockets(listener, settings)
 
 
+class Served(NamedTuple):
+    """What a role serves over HTTP (``serve_until``'s arguments): its app, what ends its
+    streams as shutdown begins, and how its client sockets are tuned."""
+
+    app: ASGIApp
+    before_shutdown: Callable[[], None] | None = None
+    tune: Callable[[socket.socket], None] | None = None
+
+
+@contextlib.asynccontextmanager
+async def ingest_served(
+    redis: Redis, settings: Settings, metrics: Metrics
+) -> AsyncIterator[Served]:
+    async with ingest_running(redis, settings, metrics) as app:
+        yield Served(app)
+
+
+@contextlib.asynccontextmanager
+async def delivery_served(
+    redis: Redis, settings: Settings, metrics: Metrics, with_reactions: bool = False
+) -> AsyncIterator[Served]:
+    """The hub and this node's registration running, and the role's app; ``with_reactions``
+    when ingest shares its port (`emostream up`)."""
+    async with (
+        hub_running(redis, settings, metrics) as hub,
+        node_registered(redis, settings, hub) as registry,
+    ):
+        app = create_delivery_app(settings, hub, registry, metrics, with_reactions)
+        yield Served(app, hub.close, client_sockets(settings))
+
+
 # Each runner makes the process's one metrics registry; every role it runs adds its figures.
 
 
-async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
+async def run_alone(
+    settings: Settings,
+    stop: asyncio.Event,
+    role: Callable[[Redis, Settings, Metrics], contextlib.AbstractAsyncContextManager[Served]],
+) -> None:
+    """A serving role in a process of its own, against the configured Redis, until ``stop``."""
     metrics = Metrics()
-    async with (
-        redis_for(settings) as (redis, settings),
-        ingest_running(redis, settings, metrics) as app,
-    ):
-        await serve_until(app, settings, stop)
+    async with redis_for(settings) as (redis, settings), role(redis, settings, metrics) as served:
+        await serve_until(served.app, settings, stop, served.before_shutdown, served.tune)
+
+
+async def run_ingest(settings: Settings, stop: asyncio.Event) -> None:
+    await run_alone(settings, stop, ingest_served)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -176,14 +214,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
-    metrics = Metrics()
-    async with (
-        redis_for(settings) as (redis, settings),
-        hub_running(redis, settings, metrics) as hub,
-        node_registered(redis, settings, hub) as registry,
-    ):
-        app = create_delivery_app(settings, hub, registry, metrics)
-        await serve_until(app, settings, stop, hub.close, client_sockets(settings))
+    await run_alone(settings, stop, delivery_served)
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
@@ -198,12 +229,9 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         # Each role its own pool: a burst of history reads cannot take the connections the
         # worker needs to close windows, nor the flusher's.
         own_client(settings) as delivery_redis,
-        hub_running(delivery_redis, settings, metrics) as hub,
-        node_registered(delivery_redis, settings, hub) as registry,
+        delivery_served(delivery_redis, settings, metrics, with_reactions=True) as delivery,
         own_client(settings) as ingest_redis,
         ingest_running(ingest_redis, settings, metrics) as ingest_app,
     ):
-        delivery_app = create_delivery_app(settings, hub, registry, metrics, with_reactions=True)
-        await serve_until(
-            combine(ingest_app, delivery_app), settings, stop, hub.close, client_sockets(settings)
-        )
+        app = combine(ingest_app, delivery.app)
+        await serve_until(app, settings, stop, delivery.before_shutdown, delivery.tune)

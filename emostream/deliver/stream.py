@@ -32,7 +32,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from starlette.responses import Response
 
@@ -54,6 +54,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Receive, Send], Awaitable[None]]
 # Opens the stream of a client of ``event_id`` resuming after ``after`` (the app's handler).
 OpenStream = Callable[[str, int | None], Awaitable["SwarmStream"]]
+
+# The write a connection made wait, as its writer keeps it.
+Waiting = TypeVar("Waiting")
 
 log = logging.getLogger(__name__)
 
@@ -161,21 +164,35 @@ class SwarmStream(Response):
             self.hub.detach(subscriber)
 
 
-class _TransportWriter:
+class _StreamWriter(Generic[Waiting]):
+    """What both writers share: the stream's task, which the send timeout cancels
+    (``abort``), and the write the connection made wait (``waiting``), which that task
+    finishes."""
+
+    __slots__ = ("task", "waiting")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.waiting: Waiting | None = None
+
+    def abort(self) -> None:
+        self.task.cancel()
+
+
+class _TransportWriter(_StreamWriter[bytes]):
     """The ``Writer`` of a stream on uvicorn: frames go straight to the connection's transport
     as HTTP chunks, after the response head uvicorn wrote (chunked, since a stream has no
     length). uvicorn's own send would wait while its flow control says the transport's
     buffer is over its high-water mark; so does this: such a write is kept (``waiting``) and
     written by the stream's task once the buffer has drained (``finish``)."""
 
-    __slots__ = ("cycle", "transport", "flow", "task", "waiting")
+    __slots__ = ("cycle", "transport", "flow")
 
     def __init__(self, cycle: Any, task: asyncio.Task[Any]) -> None:
+        super().__init__(task)
         self.cycle = cycle
         self.transport = cycle.transport
         self.flow = cycle.flow
-        self.task = task
-        self.waiting: bytes | None = None
 
     @classmethod
     def of(cls, send: Send, task: asyncio.Task[Any]) -> _TransportWriter | None:
@@ -201,9 +218,6 @@ class _TransportWriter:
             raise ConnectionError("the client's connection is gone") from exc
         return True
 
-    def abort(self) -> None:
-        self.task.cancel()
-
     async def finish(self) -> None:
         """Write the frame kept back once the transport's buffer has drained."""
         chunk, self.waiting = self.waiting, None
@@ -215,16 +229,15 @@ class _TransportWriter:
         self.waiting = None
 
 
-class _Connection:
+class _Connection(_StreamWriter["_Resumed"]):
     """The ``Writer`` of a started stream on any other server: each write is begun by hand
     in the caller; one the server makes wait is finished by the stream's task (``finish``)."""
 
-    __slots__ = ("send", "task", "waiting")
+    __slots__ = ("send",)
 
     def __init__(self, send: Send, task: asyncio.Task[Any]) -> None:
+        super().__init__(task)
         self.send = send
-        self.task = task
-        self.waiting: _Resumed | None = None
 
     def write(self, chunk: bytes) -> bool:
         sending = self.send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -236,9 +249,6 @@ class _Connection:
             raise ConnectionError("the client's connection is gone") from exc
         self.waiting = _Resumed(sending, waiting_on)
         return False
-
-    def abort(self) -> None:
-        self.task.cancel()
 
     async def finish(self) -> None:
         """Finish the write the server made wait (in the stream's task)."""
@@ -268,17 +278,17 @@ class _Resumed:
 
     def __await__(self) -> Generator[Any, None, None]:
         waiting_on = self.waiting_on
+        coroutine = self.coroutine
+        value: BaseException | None
         while True:
             try:
                 yield waiting_on
             except BaseException as exc:  # thrown in by the task: pass it on
-                try:
-                    waiting_on = self.coroutine.throw(exc)
-                except StopIteration:
-                    return
-                continue
+                resume, value = coroutine.throw, exc
+            else:
+                resume, value = coroutine.send, None
             try:
-                waiting_on = self.coroutine.send(None)
+                waiting_on = resume(value)
             except StopIteration:
                 return
 

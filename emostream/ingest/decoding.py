@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from itertools import repeat
-from operator import mul
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
-from ..errors import ApiError
-from .timestamps import END_UNIX_SECONDS, parse_client_ts
 from .validation import (
     FULLY_QUALIFIED_BY_BARE_FORM,
     JSON_TYPES,
@@ -113,27 +109,4 @@ def _columns(
     emojis = [qualified[item.emoji] for item in items]
     if allowed and not set(emojis).issubset(allowed):
         return None
-    stamps = [item.ts for item in items]
-    if stamps.count(None) == len(stamps):
-        return ReactionColumns(users, emojis, cast("list[int | None]", stamps))
-    client_ts_ms = _client_times(stamps)
-    if client_ts_ms is None:
-        return None
-    return ReactionColumns(users, emojis, client_ts_ms)
-
-
-_NUMBERS = frozenset({int, float})
-
-
-def _client_times(stamps: list[int | float | str | None]) -> list[int | None] | None:
-    """Client times in Unix ms; None if any is not one. Unix seconds (what the page sends) are
-    converted in C; RFC 3339 strings or a mix one at a time."""
-    if _NUMBERS.issuperset(map(type, stamps)):
-        numbers: list[float] = stamps  # type: ignore[assignment]  # all int or float
-        if 0 <= min(numbers) and max(numbers) < END_UNIX_SECONDS:
-            return list(map(int, map(mul, numbers, repeat(1000))))
-        return None
-    try:
-        return [parse_client_ts(stamp, "ts") for stamp in stamps]
-    except ApiError:
-        return None
+    return ReactionColumns.with_client_times(users, emojis, [item.ts for item in items])

@@ -1,16 +1,18 @@
-"""The two reaction POSTs, answered in plain ASGI in front of the Quart app.
+"""The hot POSTs (the two reaction paths, and votes: polls/http_ingest.py), answered in plain
+ASGI in front of the Quart app.
 
 They are the hot path, and Quart's per-request machinery (request and app contexts, routing,
 response objects) cost several times the parsing and validation itself (docs/benchmarks.md),
-so this layer owns both paths whole: the POST, the CORS preflight that lets a page on any
-origin send, and 405 for any other method. Every other path goes to Quart.
+so this layer owns these paths whole, in one ``hot_post``: the POST, the CORS preflight that
+lets a page on any origin send, and 405 for any other method. Every other path goes to Quart.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..bodies import BodyLimits, TimedBodies, answer_then_drain, is_http1
 from ..errors import (
@@ -22,10 +24,12 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..identity import user_from_token
+from ..settings import Settings
 from ..web import ANY_ORIGIN_RAW, error_parts, raw_headers
-from .accept import Acceptor
+from .accept import Acceptor, Answer
 
 ASGIApp = Callable[..., Awaitable[None]]
+Target = TypeVar("Target")
 REACTIONS_PATH = re.compile(r"/v1/events/([^/]*)/reactions")
 SEND_EMOJI_PATH = "/send_emoji"
 JSON_HEADER = (b"content-type", b"application/json")
@@ -138,20 +142,37 @@ def request_head(scope: dict[str, Any], max_body_bytes: int) -> RequestHead:
     )
 
 
-def fast_ingest(
-    app: ASGIApp, acceptor: Acceptor, limits: BodyLimits, bodies: TimedBodies
+# A hot POST's answer, (status, JSON body): at once (the reactions, buffered in process) or
+# after an await (a vote, which reads its poll). A tuple is taken as it is, so the reactions
+# pay no coroutine for the votes' await.
+Handler = Callable[[Target, str | None, bytes, str | None], Answer | Awaitable[Answer]]
+
+
+def hot_post(
+    app: ASGIApp,
+    route: Callable[[str], Target | None],
+    handle: Handler[Target],
+    settings: Settings,
+    limits: BodyLimits,
+    bodies: TimedBodies,
+    *,
+    admit: Callable[[tuple[str, int] | None, str | None], None] | None = None,
+    refused: Counter[str] | None = None,
 ) -> ASGIApp:
-    """The reaction POSTs in front of ``app``. A body is read with the byte cap and the body
-    timeout (413, 408); a refusal given before the body was read is drained first
-    (bodies.py says why), so any client reads it."""
+    """The POSTs to the paths ``route`` knows (it names their target: an event, a poll) in
+    front of ``app``, with their CORS preflight and 405 for any other method. A body is read
+    with the byte cap and the body timeout (413, 408) and answered by
+    ``handle(target, content_type, body, user_id)``; a refusal given before the body was
+    read is drained first (bodies.py says why), so any client reads it. ``admit`` counts a
+    request against its address's limit before anything else is checked; ``refused`` counts
+    the refusals by error code."""
     max_body_bytes = limits.max_body_bytes
 
-    async def fast(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def hot(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
-        path: str = scope["path"]
-        event_id = reactions_event(path)
-        if event_id is None and path != SEND_EMOJI_PATH:
+        target = route(scope["path"])
+        if target is None:
             return await app(scope, receive, send)
         method = scope["method"]
         if method == "OPTIONS":  # a CORS preflight from another origin's page
@@ -161,20 +182,50 @@ def fast_ingest(
         try:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here", allow=ALLOWED_METHODS)
-            acceptor.admit_client(scope.get("client"), head.forwarded_for)
+            if admit is not None:
+                admit(scope.get("client"), head.forwarded_for)
             head.check(max_body_bytes)
-            # With user tokens on, the token's subject is the user of every reaction.
-            user_id = user_from_token(acceptor.settings, head.authorization)
+            # With user tokens on, the token's subject is the user of the body.
+            user_id = user_from_token(settings, head.authorization)
             body = await bodies.read(receive, max_body_bytes)
             body_read = True
-            if event_id is not None:
-                status, answer = acceptor.reactions(event_id, head.content_type, body, user_id)
-            else:
-                status, answer = acceptor.send_emoji(head.content_type, body, user_id)
+            answer = handle(target, head.content_type, body, user_id)
+            if not isinstance(answer, tuple):
+                answer = await answer
         except ApiError as error:
-            acceptor.refused[error.code] += 1
+            if refused is not None:
+                refused[error.code] += 1
             unread = head.has_body and not body_read
             return await answer_error(scope, receive, send, error, limits, unread)
-        await respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], answer)
+        status, payload = answer
+        await respond(send, status, [JSON_HEADER, ANY_ORIGIN_RAW], payload)
 
-    return fast
+    return hot
+
+
+def reaction_route(path: str) -> str | None:
+    """The target of a reaction POST: its event id, or ``SEND_EMOJI_PATH`` for the seed's
+    alias (an event id holds no "/"); None for any other path."""
+    return SEND_EMOJI_PATH if path == SEND_EMOJI_PATH else reactions_event(path)
+
+
+def fast_ingest(
+    app: ASGIApp, acceptor: Acceptor, limits: BodyLimits, bodies: TimedBodies
+) -> ASGIApp:
+    """The reaction POSTs in front of ``app``."""
+
+    def answer(target: str, content_type: str | None, body: bytes, user_id: str | None) -> Answer:
+        if target == SEND_EMOJI_PATH:
+            return acceptor.send_emoji(content_type, body, user_id)
+        return acceptor.reactions(target, content_type, body, user_id)
+
+    return hot_post(
+        app,
+        reaction_route,
+        answer,
+        acceptor.settings,
+        limits,
+        bodies,
+        admit=acceptor.admit_client,
+        refused=acceptor.refused,
+    )

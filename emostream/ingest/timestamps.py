@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from itertools import repeat
+from operator import mul
 from typing import Any
 
 from ..errors import InvalidField
@@ -81,6 +83,26 @@ def parse_client_ts(value: Any, field: str) -> int | None:
         if ms is not None and 0 <= ms < END_MS:
             return ms
     raise InvalidField(field, f"{field} must be {V1_RULE}")
+
+
+_NUMBERS = frozenset({int, float})
+
+
+def client_times_ms(stamps: list[Any]) -> list[int | None] | None:
+    """A column of v1 ``ts`` values in Unix ms (the column itself when every one is absent);
+    None if any is not a v1 client time (then the check per reaction decides, and names it).
+    Unix seconds (what the page sends) are converted in C; RFC 3339 strings or a mix with
+    absent ones, one at a time."""
+    if stamps.count(None) == len(stamps):
+        return stamps
+    if _NUMBERS.issuperset(map(type, stamps)):
+        if 0 <= min(stamps) and max(stamps) < END_UNIX_SECONDS:
+            return list(map(int, map(mul, stamps, repeat(1000))))
+        return None
+    try:
+        return [parse_client_ts(stamp, "ts") for stamp in stamps]
+    except InvalidField:
+        return None
 
 
 def read_seed_ts(value: Any) -> tuple[int | None, bool]:

@@ -17,7 +17,7 @@ import msgpack
 
 from ..contract import USER_ID, USER_ID_RULE, USER_IDS
 from ..errors import InvalidField, MalformedBody, TooManyReactions, UnsupportedMediaType
-from .timestamps import END_UNIX_SECONDS
+from .timestamps import client_times_ms
 from .timestamps import parse_client_ts as parse_client_ts  # v1's rule, re-exported
 
 JSON_TYPES = frozenset({"application/json"})
@@ -77,6 +77,15 @@ class ReactionColumns:
             columns.emojis.append(emoji)
             columns.client_ts_ms.append(client_ts_ms)
         return columns
+
+    @classmethod
+    def with_client_times(
+        cls, users: list[str], emojis: list[str], stamps: list[Any]
+    ) -> ReactionColumns | None:
+        """The columns with each v1 ``ts`` in Unix ms (``client_times_ms``), or None when one
+        is not a client time."""
+        client_ts_ms = client_times_ms(stamps)
+        return None if client_ts_ms is None else cls(users, emojis, client_ts_ms)
 
     def rows(self) -> list[Reaction]:
         rows = zip(self.users, self.emojis, self.client_ts_ms, strict=True)
@@ -256,24 +265,4 @@ def _common_columns(
     if None in emojis or (allowed and not set(emojis).issubset(allowed)):
         return None
     found = cast("list[str]", emojis)  # no None in it, as just checked
-    if stamps.count(None) != len(stamps):
-        client_ts_ms = _unix_seconds_as_ms(stamps)
-        if client_ts_ms is None:
-            return None
-        return ReactionColumns(users, found, client_ts_ms)
-    return ReactionColumns(users, found, stamps)
-
-
-def _unix_seconds_as_ms(stamps: list[Any]) -> list[int | None] | None:
-    """Client times given as Unix seconds (or absent), in ms; None if any is anything else
-    (then ``parse_client_ts`` decides, one reaction at a time)."""
-    column: list[int | None] = []
-    append = column.append
-    for stamp in stamps:
-        if stamp is None:
-            append(None)
-        elif type(stamp) in (int, float) and 0 <= stamp < END_UNIX_SECONDS:
-            append(int(stamp * 1000))
-        else:
-            return None
-    return column
+    return ReactionColumns.with_client_times(users, found, stamps)

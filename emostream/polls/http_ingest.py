@@ -18,24 +18,13 @@ from quart_schema import hide
 from ..bodies import BodyLimits, TimedBodies
 from ..clock import now_ms
 from ..contract import validate_event_id
-from ..errors import (
-    ApiError,
-    InvalidField,
-    MethodNotAllowed,
-    NotFound,
-)
-from ..identity import require_admin, user_from_token
-from ..ingest.fastpath import (
-    ALLOWED_METHODS,
-    PREFLIGHT_HEADERS,
-    ASGIApp,
-    answer_error,
-    request_head,
-    respond,
-)
+from ..errors import InvalidField, NotFound
+from ..identity import require_admin
+from ..ingest.accept import Answer
+from ..ingest.fastpath import ASGIApp, hot_post
 from ..ingest.validation import parse_body
 from ..settings import Settings
-from ..web import ANY_ORIGIN_RAW, JSON_TYPE, redis_or_503
+from ..web import JSON_TYPE, redis_or_503
 from .gate import PollGate
 from .model import TRANSITIONS, parse_definition, poll_object, validate_poll_id
 from .store import PollStore
@@ -55,36 +44,17 @@ def is_poll_write(scope: dict[str, Any]) -> bool:
 
 
 def fast_votes(app: ASGIApp, gate: PollGate, limits: BodyLimits, bodies: TimedBodies) -> ASGIApp:
-    """``POST /v1/events/{event_id}/polls/{poll_id}/votes`` in plain ASGI; the rest to ``app``.
-    The body is read as the reaction fast path reads one (ingest/fastpath.py): capped, timed,
-    and drained after a refusal given before it was read."""
-    settings = gate.settings
-    max_body_bytes = limits.max_body_bytes
+    """``POST /v1/events/{event_id}/polls/{poll_id}/votes`` in plain ASGI, as the reaction
+    POSTs are answered (ingest/fastpath.py); the rest to ``app``."""
 
-    async def votes(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        match = VOTES_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
-        if match is None:
-            return await app(scope, receive, send)
-        if scope["method"] == "OPTIONS":
-            return await respond(send, 204, [*PREFLIGHT_HEADERS], b"")
-        head = request_head(scope, max_body_bytes)
-        body_read = False
-        try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['method']} is not allowed here", ALLOWED_METHODS)
-            head.check(max_body_bytes)
-            user_id = user_from_token(settings, head.authorization)
-            body = await bodies.read(receive, max_body_bytes)
-            body_read = True
-            payload = parse_body(head.content_type, body)
-            accepted = await gate.accept(match.group(1), match.group(2), payload, user_id)
-        except ApiError as error:
-            unread = head.has_body and not body_read
-            return await answer_error(scope, receive, send, error, limits, unread)
-        ok = [(b"content-type", JSON_TYPE.encode()), ANY_ORIGIN_RAW]
-        await respond(send, 202, ok, b'{"accepted":%d}' % accepted)
+    async def vote(
+        match: re.Match[str], content_type: str | None, body: bytes, user_id: str | None
+    ) -> Answer:
+        payload = parse_body(content_type, body)
+        accepted = await gate.accept(match.group(1), match.group(2), payload, user_id)
+        return 202, b'{"accepted":%d}' % accepted
 
-    return votes
+    return hot_post(app, VOTES_PATH.fullmatch, vote, gate.settings, limits, bodies)
 
 
 async def _json_body() -> Any:

@@ -3,6 +3,7 @@
 // it is kept in sessionStorage (this tab only) and sent as a Bearer token, never in the page.
 
 import { compactNumber, drawLines, PALETTE } from "./chart.js";
+import { element } from "./dom.js";
 
 const POLL_MS = 1000;
 const HISTORY_MS = 2 * 60 * 1000;
@@ -23,29 +24,132 @@ function rate(value) {
   return value === null || value === undefined ? "…" : compactNumber(value);
 }
 
-function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
+// A table column: its heading, its cell's text for a stats row (and the whole stats, for the
+// time they were taken), and the class that marks a cell as good or bad news.
+function column(title, text, mark = () => "") {
+  return { title, text, mark };
 }
 
-function fillTable(body, rows, columns, emptyText) {
-  if (!rows.length) {
-    const tr = document.createElement("tr");
-    const td = cell(emptyText, "empty");
-    td.colSpan = columns;
-    tr.append(td);
-    body.replaceChildren(tr);
+// A field shown as it is.
+function field(title, key) {
+  return column(title, (row) => String(row[key] ?? ""));
+}
+
+// A count, compact; with ``alarming``, marked bad when above zero.
+function count(title, key, alarming = false) {
+  const mark = (row) => (alarming && row[key] ? "bad" : "");
+  return column(title, (row) => compactNumber(row[key]), mark);
+}
+
+// Each table of the page, by its element id: its card's heading (and whether the card spans
+// the page, and the id of a note under the table), the stats rows it shows, its columns, and
+// what it says when there are none.
+const TABLES = {
+  shards: {
+    heading: ["Raw streams · consumer group ", element("code", "", "aggregators")],
+    wide: true,
+    rows: (stats) => stats.shards,
+    columns: [
+      field("shard", "shard"),
+      count("length", "raw_length"),
+      column(
+        "lag",
+        (s) => (s.lag === null ? "–" : compactNumber(s.lag)),
+        (s) => (s.lag ? "bad" : ""),
+      ),
+      count("pending", "pending"),
+      column("oldest pending idle", (s) => duration(s.oldest_pending_idle_ms)),
+      field("consumers", "consumers"),
+      count("dead letters", "dead_letters", true),
+    ],
+    empty: "no shards",
+  },
+  workers: {
+    heading: ["Workers"],
+    rows: (stats) => stats.workers,
+    columns: [
+      field("worker", "worker"),
+      column("reactions/s", (w) => rate(w.reactions_per_s)),
+      count("reactions", "reactions"),
+      count("batches", "batches"),
+      count("late", "late"),
+      count("lost", "lost", true),
+      count("failed", "failed", true),
+      count("dead", "dead"),
+      column("heartbeat", (w) => `${duration(w.heartbeat_age_ms)} ago`),
+    ],
+    empty: "no live worker: windows are not being counted",
+  },
+  producers: {
+    heading: ["Ingest producers"],
+    rows: (stats) => stats.producers,
+    columns: [
+      field("producer", "producer"),
+      field("shard", "shard"),
+      column("watermark age", (p) => duration(p.watermark_age_ms)),
+      column("state", (p) => (p.live ? "live" : "silent"), (p) => (p.live ? "ok" : "bad")),
+    ],
+    empty: "no ingest producer has flushed yet",
+  },
+  nodes: {
+    heading: ["Delivery nodes"],
+    note: "nodes-scope",
+    rows: (stats) => stats.delivery.nodes,
+    columns: [
+      field("node", "node"),
+      field("cluster", "cluster"),
+      field("connections", "connections"),
+      field("url", "url"),
+    ],
+    empty: "no delivery node is registered",
+  },
+  events: {
+    heading: ["Active events"],
+    rows: (stats) => stats.events,
+    columns: [
+      field("event", "event_id"),
+      field("shard", "shard"),
+      field("last seq", "seq"),
+      column("last reaction window", (e, stats) => {
+        return `${duration(stats.at_ms - e.last_active_window_ms)} ago`;
+      }),
+    ],
+    empty: "no active event",
+  },
+};
+
+function tableRow(cells) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  return tr;
+}
+
+// Each table's card, once, with its heading row: the columns above say what it holds.
+for (const [id, { heading, wide, note, columns }] of Object.entries(TABLES)) {
+  const card = element("section", wide ? "card wide" : "card");
+  const cardHeading = element("h2");
+  cardHeading.append(...heading);
+  const table = element("table");
+  table.id = id;
+  table.createTHead().append(tableRow(columns.map(({ title }) => element("th", "", title))));
+  table.createTBody();
+  card.append(cardHeading, table);
+  if (note) card.append(Object.assign(element("p", "note"), { id: note }));
+  $("tables").append(card);
+}
+
+function fillTable(id, stats) {
+  const { rows, columns, empty } = TABLES[id];
+  const found = rows(stats);
+  if (!found.length) {
+    const td = element("td", "empty", empty);
+    td.colSpan = columns.length;
+    $(id).tBodies[0].replaceChildren(tableRow([td]));
     return;
   }
-  body.replaceChildren(
-    ...rows.map((cells) => {
-      const tr = document.createElement("tr");
-      tr.append(...cells);
-      return tr;
-    }),
-  );
+  const cells = (row) =>
+    columns.map(({ text, mark }) => element("td", mark(row), text(row, stats)));
+  $(id).tBodies[0].replaceChildren(...found.map((row) => tableRow(cells(row))));
 }
 
 function remember(series, at, value) {
@@ -81,70 +185,8 @@ function render(stats) {
   $("dead").textContent = compactNumber(stats.dead_lettered);
   $("dead").className = stats.dead_lettered ? "big bad" : "big";
 
-  fillTable(
-    $("shards"),
-    stats.shards.map((s) => [
-      cell(String(s.shard)),
-      cell(compactNumber(s.raw_length)),
-      cell(s.lag === null ? "–" : compactNumber(s.lag), s.lag ? "bad" : ""),
-      cell(compactNumber(s.pending)),
-      cell(duration(s.oldest_pending_idle_ms)),
-      cell(String(s.consumers)),
-      cell(compactNumber(s.dead_letters), s.dead_letters ? "bad" : ""),
-    ]),
-    7,
-    "no shards",
-  );
-  fillTable(
-    $("workers"),
-    stats.workers.map((w) => [
-      cell(w.worker),
-      cell(rate(w.reactions_per_s)),
-      cell(compactNumber(w.reactions)),
-      cell(compactNumber(w.batches)),
-      cell(compactNumber(w.late)),
-      cell(compactNumber(w.lost), w.lost ? "bad" : ""),
-      cell(compactNumber(w.failed), w.failed ? "bad" : ""),
-      cell(compactNumber(w.dead)),
-      cell(`${duration(w.heartbeat_age_ms)} ago`),
-    ]),
-    9,
-    "no live worker: windows are not being counted",
-  );
-  fillTable(
-    $("producers"),
-    stats.producers.map((p) => [
-      cell(p.producer),
-      cell(String(p.shard)),
-      cell(duration(p.watermark_age_ms)),
-      cell(p.live ? "live" : "silent", p.live ? "ok" : "bad"),
-    ]),
-    4,
-    "no ingest producer has flushed yet",
-  );
-  fillTable(
-    $("nodes"),
-    stats.delivery.nodes.map((n) => [
-      cell(n.node),
-      cell(n.cluster),
-      cell(String(n.connections)),
-      cell(n.url),
-    ]),
-    4,
-    "no delivery node is registered",
-  );
   $("nodes-scope").textContent = `answered by ${stats.delivery.this_node.node}`;
-  fillTable(
-    $("events"),
-    stats.events.map((e) => [
-      cell(e.event_id),
-      cell(String(e.shard)),
-      cell(String(e.seq)),
-      cell(`${duration(at - e.last_active_window_ms)} ago`),
-    ]),
-    4,
-    "no active event",
-  );
+  for (const id of Object.keys(TABLES)) fillTable(id, stats);
 }
 
 function setState(state, text) {

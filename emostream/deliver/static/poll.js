@@ -2,6 +2,7 @@
 // "results at reveal"), this viewer's recorded vote, a countdown when the poll has a
 // duration, and for trivia the answer and the leaderboard once revealed.
 
+import { element } from "./dom.js";
 import { myRank, myVote, vote } from "./emostream.js";
 
 const STATE_TEXT = {
@@ -11,13 +12,6 @@ const STATE_TEXT = {
   closed: "closed",
 };
 const COUNTDOWN_MS = 250;
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class PollCard {
   constructor(root, { eventId }) {
