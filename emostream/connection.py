@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import redis as sync_redis
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 # Blocking stream reads are bounded by read_block_ms, well below this socket timeout, so a
 # silent, half-open connection surfaces as an error instead of hanging a role forever.
 SOCKET_TIMEOUT_S = 5.0
+SOCKET_TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": SOCKET_TIMEOUT_S}
 # What a Redis fault can raise: RedisError, an OS-level socket error, and the cluster client's
 # own exceptions, which are not RedisErrors (SlotNotCoveredError while a failover leaves a
 # slot without a primary). A role meeting one pauses and retries; it never dies of it.
@@ -54,8 +57,13 @@ def connect(
     url: str,
     max_connections: int = Settings.redis_max_connections,
     pool_timeout_ms: int = Settings.redis_pool_timeout_ms,
+    cluster: bool = False,
 ) -> Redis:
-    """A client of a single Redis."""
+    """A client of a single Redis, or with ``cluster`` of the Redis Cluster that ``url`` names
+    one node of: typed as ``Redis`` then too, since RedisCluster has the same command methods
+    and the roles are written against them (the module docstring says where they differ)."""
+    if cluster:
+        return _connect_cluster(url, max_connections, pool_timeout_ms / 1000)
     # A caller finding every connection busy waits for one, up to the pool timeout: redis-py's
     # default pool raises "Too many connections" at once, which turned 2,000 simultaneous
     # history reads into 95% 503s.
@@ -63,8 +71,7 @@ def connect(
         url,
         max_connections=max_connections,
         timeout=pool_timeout_ms / 1000,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        **SOCKET_TIMEOUTS,
         health_check_interval=10,
         # A pooled connection that Redis closed (a restart) fails its next command once; it
         # is retried on a fresh connection.
@@ -89,21 +96,23 @@ class WaitingCluster(RedisCluster):
         self.pool_timeout_s = pool_timeout_s
         self.turns = asyncio.Semaphore(kwargs.get("max_connections", 100))
 
-    async def turn(self) -> None:
-        """Wait for a turn; MaxConnectionsError (a ConnectionError) after the pool timeout."""
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """A turn, waited for; MaxConnectionsError (a ConnectionError) after the pool timeout."""
         try:
             # asyncio.timeout, not wait_for: wait_for can lose a turn acquired as it times out
             async with asyncio.timeout(self.pool_timeout_s):
                 await self.turns.acquire()
         except builtins.TimeoutError:  # TimeoutError in this module is redis-py's
             raise MaxConnectionsError("no Redis connection free within the pool timeout") from None
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        await self.turn()
         try:
-            return await super().execute_command(*args, **kwargs)
+            yield
         finally:
             self.turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
@@ -114,29 +123,16 @@ class WaitingCluster(RedisCluster):
 
 class _WaitingPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        client = cast(WaitingCluster, self.cluster_client)
-        await client.turn()
-        try:
+        async with cast(WaitingCluster, self.cluster_client).turn():
             return await super().execute(raise_on_error, allow_redirections)
-        finally:
-            client.turns.release()
 
 
-def connect_cluster(
-    url: str,
-    max_connections: int = Settings.redis_max_connections,
-    pool_timeout_ms: int = Settings.redis_pool_timeout_ms,
-) -> Redis:
-    """A client of the Redis Cluster that ``url`` names one node of.
-
-    Typed as ``Redis``: RedisCluster has the same command methods, and the roles are written
-    against them (see the module docstring for where they differ)."""
+def _connect_cluster(url: str, max_connections: int, pool_timeout_s: float) -> Redis:
     cluster = WaitingCluster.from_url(
         url,
         max_connections=max_connections,
-        pool_timeout_s=pool_timeout_ms / 1000,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        pool_timeout_s=pool_timeout_s,
+        **SOCKET_TIMEOUTS,
         # MOVED, ASK, a failover (a primary that stops answering until its replica is
         # promoted, cluster-node-timeout plus the election): retried with backoff for about
         # ten seconds, refreshing the slot map, before the caller sees the error.
@@ -152,9 +148,7 @@ def is_cluster(redis: Redis) -> bool:
 def cluster_enabled(url: str) -> bool:
     """Whether the Redis at ``url`` is a node of a cluster (INFO cluster); raises RedisError
     if it cannot be asked."""
-    client = sync_redis.Redis.from_url(
-        url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
-    )
+    client = sync_redis.Redis.from_url(url, **SOCKET_TIMEOUTS)
     try:
         info: Any = client.info("cluster")
     finally:
@@ -178,8 +172,9 @@ async def connect_for(settings: Settings) -> Redis:
             await asyncio.sleep(DETECT_PAUSE_S)
     if clustered:
         log.info("Redis Cluster mode: the Redis URL names a cluster node")
-        return connect_cluster(url, settings.redis_max_connections, settings.redis_pool_timeout_ms)
-    return connect(url, settings.redis_max_connections, settings.redis_pool_timeout_ms)
+    return connect(
+        url, settings.redis_max_connections, settings.redis_pool_timeout_ms, cluster=clustered
+    )
 
 
 class _SyncCluster(sync_redis.RedisCluster):

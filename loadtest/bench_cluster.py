@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from emostream import keys
 from emostream.aggregate.worker import Worker
 from emostream.clock import now_ms
-from emostream.connection import connect, connect_cluster
+from emostream.connection import connect
 from emostream.ingest.buffer import ReactionBuffer
 from emostream.ingest.flusher import Flusher
 from emostream.redis_cluster import PrivateCluster
@@ -64,7 +64,7 @@ async def preload(redis: Redis, settings: Settings, total: int) -> int:
 async def one_run(
     url: str, clustered: bool, ports: list[int], split: int, total: int
 ) -> dict[str, Any]:
-    redis = connect_cluster(url) if clustered else connect(url)
+    redis = connect(url, cluster=clustered)
     settings = Settings(redis_url=url, shards=SHARDS, event_split=split, buffer_max=10_000_000)
     try:
         if clustered:
@@ -104,7 +104,7 @@ async def flush_cost(flushes: int) -> dict[int, float]:
                 redis_url=cluster.url, shards=SHARDS, event_split=3, redis_wait_replicas=wait
             )
             buffer = ReactionBuffer(SHARDS, settings.buffer_max, settings.event_split)
-            redis = connect_cluster(cluster.url)
+            redis = connect(cluster.url, cluster=True)
             flushers[wait] = (buffer, Flusher(redis, settings, buffer, f"bench-{wait}"), redis)
         chunks = reaction_chunks(20)
         for index in range(flushes):

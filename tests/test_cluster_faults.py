@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from emostream import keys
-from emostream.connection import connect_cluster
+from emostream.connection import connect
 from emostream.redis_cluster import PrivateCluster
 from emostream.settings import Settings
 
@@ -64,7 +64,7 @@ async def recovered(roles: list[Process], cluster: PrivateCluster) -> tuple[Redi
         assert process.popen is not None and process.popen.poll() is None, process.log()
     await delivery_keeps_receiving(roles[-1])
     settings = Settings(redis_url=cluster.url, shards=SHARDS, window_s=WINDOW_MS / 1000)
-    return connect_cluster(cluster.url), settings
+    return connect(cluster.url, cluster=True), settings
 
 
 async def delivery_keeps_receiving(delivery: Process) -> None:
