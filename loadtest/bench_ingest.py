@@ -79,9 +79,10 @@ def make_bodies(
     emojis, weights = list(INGEST_EMOJI_MIX), list(INGEST_EMOJI_MIX.values())
     bodies = []
     for _ in range(count):
-        user = f"u-{rng.randrange(AUDIENCE)}"
+        # one_user draws its user first; the default bodies stay the ones measured before
+        viewer = f"u-{rng.randrange(AUDIENCE)}" if one_user else None
         batch = [
-            {"user_id": user if one_user else f"u-{rng.randrange(AUDIENCE)}", "emoji": emoji}
+            {"user_id": viewer or f"u-{rng.randrange(AUDIENCE)}", "emoji": emoji}
             for emoji in rng.choices(emojis, weights, k=per_post)
         ]
         payload: Any = batch[0] if per_post == 1 else batch
