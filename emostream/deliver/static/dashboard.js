@@ -66,6 +66,7 @@ const TABLES = {
   },
   workers: {
     heading: ["Workers"],
+    wide: true, // nine columns: half the page cut the last off
     rows: (stats) => stats.workers,
     columns: [
       field("worker", "worker"),
