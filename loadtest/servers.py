@@ -47,28 +47,31 @@ async def _answer(send: Any, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        return await answer_lifespan(receive, send)
-    if scope["type"] != "http":
-        return
-    if scope["method"] == "GET":
-        return await _answer(send, 200, b'{"role":"bare"}')
-    payload = json.loads(await _request_body(receive))
-    accepted = len(payload) if isinstance(payload, list) else 1
-    await _answer(send, 202, b'{"accepted":%d}' % accepted)
+def _reference_app(role: bytes, parse: bool) -> ASGIApp:
+    """A bare handler: it reads the body whole and, with ``parse``, ``json.loads`` it and
+    counts the reactions; no framework, no validation, no buffer."""
+    health = b'{"role":"%s"}' % role
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await answer_lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":
+            return await _answer(send, 200, health)
+        body = await _request_body(receive)
+        accepted = 1
+        if parse:
+            payload = json.loads(body)
+            accepted = len(payload) if isinstance(payload, list) else 1
+        await _answer(send, 202, b'{"accepted":%d}' % accepted)
+
+    return app
 
 
-async def noparse_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The server's own limit: the body is read whole and not parsed."""
-    if scope["type"] == "lifespan":
-        return await answer_lifespan(receive, send)
-    if scope["type"] != "http":
-        return
-    if scope["method"] == "GET":
-        return await _answer(send, 200, b'{"role":"noparse"}')
-    await _request_body(receive)
-    await _answer(send, 202, b'{"accepted":1}')
+bare_app = _reference_app(b"bare", parse=True)
+# The server's own limit: the body is read whole and not parsed.
+noparse_app = _reference_app(b"noparse", parse=False)
 
 
 def flask_app(redis_url: str) -> Any:

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from emostream.deliver.collector import NEVER, CollectionPacer
+
+
+@contextmanager
+def installed(pacer: CollectionPacer) -> Iterator[CollectionPacer]:
+    """``pacer`` installed for the block, uninstalled after it whatever happens."""
+    pacer.install()
+    try:
+        yield pacer
+    finally:
+        pacer.uninstall()
 
 
 @pytest.fixture(autouse=True)
@@ -35,19 +46,13 @@ def full_collections() -> Iterator[list[int]]:
 
 def test_install_turns_automatic_full_collections_off_and_uninstall_restores() -> None:
     before = gc.get_threshold()
-    pacer = CollectionPacer()
-    pacer.install()
-    try:
+    with installed(CollectionPacer()):
         assert gc.get_threshold() == (before[0], before[1], NEVER)
-    finally:
-        pacer.uninstall()
     assert gc.get_threshold() == before
 
 
 def test_idle_collects_only_when_due(full_collections: list[int]) -> None:
-    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=3600.0)
-    pacer.install()
-    try:
+    with installed(CollectionPacer(min_interval_s=0.0, max_interval_s=3600.0)) as pacer:
         gc.collect()  # starts the middle-generation count from zero
         full_collections.clear()
         pacer.idle()
@@ -59,39 +64,29 @@ def test_idle_collects_only_when_due(full_collections: list[int]) -> None:
         assert full_collections == [1]
         assert pacer.collections == 1
         assert gc.get_count()[2] == 0
-    finally:
-        pacer.uninstall()
 
 
 def test_idle_waits_for_the_minimum_interval(full_collections: list[int]) -> None:
-    pacer = CollectionPacer(min_interval_s=3600.0, max_interval_s=7200.0)
-    pacer.install()
-    try:
+    with installed(CollectionPacer(min_interval_s=3600.0, max_interval_s=7200.0)) as pacer:
         for _ in range(11):
             gc.collect(1)
         full_collections.clear()
         pacer.idle()
         assert full_collections == []
-    finally:
-        pacer.uninstall()
 
 
 def test_idle_collects_after_the_maximum_interval_regardless(full_collections: list[int]) -> None:
-    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=0.0)
-    pacer.install()
-    try:
+    with installed(CollectionPacer(min_interval_s=0.0, max_interval_s=0.0)) as pacer:
         gc.collect()
         full_collections.clear()
         pacer.idle()
         assert full_collections == [1]
-    finally:
-        pacer.uninstall()
 
 
 def test_a_collection_freezes_its_survivors_so_the_next_walks_only_newcomers() -> None:
-    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=3600.0, thaw_interval_s=3600.0)
-    pacer.install()
-    try:
+    with installed(
+        CollectionPacer(min_interval_s=0.0, max_interval_s=3600.0, thaw_interval_s=3600.0)
+    ) as pacer:
         gc.unfreeze()
         survivors = [[index] for index in range(1000)]
         for _ in range(11):
@@ -105,14 +100,12 @@ def test_a_collection_freezes_its_survivors_so_the_next_walks_only_newcomers() -
         cycle.append(cycle)
         del cycle
         assert gc.collect() >= 1
-    finally:
-        pacer.uninstall()
 
 
 def test_a_thaw_unfreezes_before_collecting_so_the_whole_heap_is_walked() -> None:
-    pacer = CollectionPacer(min_interval_s=0.0, max_interval_s=0.0, thaw_interval_s=0.0)
-    pacer.install()
-    try:
+    with installed(
+        CollectionPacer(min_interval_s=0.0, max_interval_s=0.0, thaw_interval_s=0.0)
+    ) as pacer:
         gc.freeze()
         cycle: list[object] = []
         cycle.append(cycle)
@@ -131,5 +124,3 @@ def test_a_thaw_unfreezes_before_collecting_so_the_whole_heap_is_walked() -> Non
             gc.callbacks.remove(hook)
         assert pacer.thaws == 1
         assert collected and collected[0] >= 1
-    finally:
-        pacer.uninstall()
